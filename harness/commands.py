@@ -1,0 +1,89 @@
+"""CLI commands of the harness itself: validate, synth, score, fingerprint. Each parses, calls, renders."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from harness.errors import UserError, exit_code_for
+
+
+def _echo_json(doc: dict) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--test", "test", type=click.Path(path_type=Path), default=None,
+              help="test.parquet: a prediction's IDs must equal its IDs, in order.")
+@click.option("--require-all", is_flag=True, help="An absent file of the data root is an error.")
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
+def validate_cmd(path: Path, test: Path | None, require_all: bool, as_json: bool) -> int:
+    """Check a data root (every file found) or one parquet/CSV file. Exit 0 valid, 1 findings, 2 usage/I-O."""
+    from harness.validate import render, validate_path
+
+    t0 = time.perf_counter()
+    report = validate_path(path, test=test, require_all=require_all)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(render(report))
+    _log(f"validated in {time.perf_counter() - t0:.1f}s")
+    return exit_code_for(report.findings)
+
+
+@click.command("synth")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists (only once the new one is complete).")
+@click.option("--json", "as_json", is_flag=True, help="Print oracle.json on stdout.")
+def synth_cmd(out_dir: Path, scale: str, seed: int, overwrite: bool, as_json: bool) -> int:
+    """Write a MicroLens-shaped dataset with a known Bayes-optimal answer into OUT_DIR."""
+    from harness.synth import generate
+
+    doc = generate(out_dir, scale=scale, seed=seed, overwrite=overwrite, log=_log)
+    if as_json:
+        _echo_json(doc)
+    else:
+        a = doc["auc"]
+        click.echo(f"wrote {out_dir} (scale {scale}, seed {seed}) in {doc['timings_s']['total']:.1f}s; "
+                   f"AUC valid/test: oracle {a['valid']['oracle']:.4f}/{a['test']['oracle']:.4f}, "
+                   f"popularity {a['valid']['popularity']:.4f}/{a['test']['popularity']:.4f}")
+    return 0
+
+
+@click.command("score")
+@click.argument("prediction", type=click.Path(path_type=Path))
+@click.option("--truth", type=click.Path(path_type=Path), required=True, help="ground_truth.csv (ID,label).")
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
+def score_cmd(prediction: Path, truth: Path, as_json: bool) -> int:
+    """Validate, then report AUC_Task1, AUC_Task2, AUC_Task1&2 as the competition's scorer does."""
+    from harness.score import score
+
+    doc = score(prediction, truth)
+    if as_json:
+        _echo_json(doc)
+    else:
+        for f in doc["findings"]:
+            click.echo(f"[{f['id']}] {f['severity']}: {f['path']}: {f['message']}", err=True)
+        for name, value in doc["scores"].items():
+            click.echo(f"{name}: {value}")
+    return doc["exit_code"]
+
+
+@click.command("fingerprint")
+def fingerprint_cmd() -> int:
+    """Print the environment fingerprint (Python, packages, torch/CUDA/cuDNN, GPU, git) as JSON."""
+    from harness.env import fingerprint
+
+    _echo_json(fingerprint())
+    return 0

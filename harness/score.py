@@ -1,0 +1,43 @@
+"""`harness score`: the competition's scoring, after validation.
+
+The scoring container reads prediction.csv against ground_truth.csv and reports `AUC_Task1`,
+`AUC_Task2` and `AUC_Task1&2`, with 0.0 for a column the prediction does not have.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from harness.errors import UserError, exit_code_for
+from harness.metrics import auc
+from harness.schemas import TRACK_COLUMNS, validate_frame
+from harness.validate import check_prediction_ids, read_table
+
+
+def score(prediction: str | Path, truth: str | Path) -> dict:
+    prediction, truth = Path(prediction), Path(truth)
+    for p in (prediction, truth):
+        if not p.is_file():
+            raise UserError("no such file", path=p)
+    pred, problem = read_table(prediction, "prediction")
+    if problem:
+        raise UserError(problem.message, path=prediction, exit_code=1)
+    gt, problem = read_table(truth, "ground_truth")
+    if problem:
+        raise UserError(problem.message, path=truth)
+    gt_findings = validate_frame(gt, "ground_truth", str(truth))
+    if any(f.severity == "error" for f in gt_findings):
+        raise UserError(f"the ground truth is invalid: {gt_findings[0].message}", path=truth)
+    findings = validate_frame(pred, "prediction", str(prediction))
+    findings += check_prediction_ids(pred, gt, str(prediction), str(truth))
+    scores = {}
+    ok = exit_code_for(findings) == 0
+    for col in TRACK_COLUMNS:
+        value = 0.0
+        if ok and col in pred.columns:
+            value = auc(gt["label"].to_numpy(), pred[col].to_numpy())
+        scores[f"AUC_{col}"] = value
+    code = exit_code_for(findings)
+    return {"ok": code == 0, "exit_code": code, "scores": scores, "findings": [f.to_dict() for f in findings]}

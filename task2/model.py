@@ -1,0 +1,530 @@
+"""The Task 2 CTR models, in one file: config dataclasses, small modules, the two models, `build_model`.
+
+- `SASRecDCN` (default): the reference solution's architecture. Each item is its trainable id embedding
+  (64) concatenated with its frozen 128-d `item_emb_d128` row from item_info (192 in all). The history
+  goes through learned positions and a 2-layer transformer encoder (4 heads, FFN 512) with padding
+  masked out, and is pooled into a 192-d user vector. The target item is encoded the same way;
+  likes_level and views_level get 16-d embeddings each. A DCN-v2 (3 cross layers) runs in parallel with
+  an MLP 512-256-128 over [user, target, likes, views]; one linear layer gives the logit.
+- `DIN`: the official FuxiCTR baseline (Track 1's fixed model): item = [id emb, mean of tag embs,
+  Linear(item_emb_d128)], DIN target attention (MLP over [t, h, t - h, t * h], unnormalised weights),
+  DNN 1024-512-256 with batch norm.
+
+The frozen item table (and DIN's tag table) is a persistent *buffer*: it is in `state_dict()` and so in
+model.safetensors, which makes a checkpoint self-contained, and no optimizer ever sees it. A model
+rebuilt with `build_model(model_args)` holds a zero table of the right shape until
+`load_state_dict(strict=True)` fills it.
+
+Masks: `item_seq` is left-padded with 0, most recent item last. Everywhere here a boolean mask means
+True = a real item. Positions count back from the most recent item (0 = most recent), so trimming
+left padding (length-aware batching) leaves every item's position unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+
+
+@dataclass
+class SASRecDCNConfig:
+    """Arguments of `SASRecDCN`. `n_items` counts item_info rows, padding row 0 included."""
+
+    n_items: int = 91_718
+    item_emb_dim: int = 128  # width of the frozen item_emb_d128
+    id_emb_dim: int = 64
+    max_len: int = 50  # history positions read: the last max_len of item_seq
+    n_layers: int = 2
+    n_heads: int = 4
+    ffn_dim: int = 512
+    dropout: float = 0.1  # attention, residual and embedding dropout in the encoder
+    pooling: str = "last"  # user vector: "last" (most recent position) or "mean" (over real items)
+    level_vocab: int = 11  # likes_level / views_level: 1..10, 0 = padding
+    level_dim: int = 16
+    cross_layers: int = 3
+    mlp_dims: tuple[int, ...] = (512, 256, 128)
+    net_dropout: float = 0.0  # dropout in the parallel MLP
+
+    @property
+    def d_model(self) -> int:
+        return self.id_emb_dim + self.item_emb_dim
+
+    def check(self) -> None:
+        """Raise ValueError on values the model cannot be built with."""
+        if self.d_model % self.n_heads:
+            raise ValueError(f"id_emb_dim + item_emb_dim = {self.d_model} must be divisible by n_heads = {self.n_heads}")
+        if self.pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
+        if self.max_len < 1 or self.n_items < 2 or not self.mlp_dims:
+            raise ValueError("max_len >= 1, n_items >= 2 and a non-empty mlp_dims are required")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.net_dropout < 1.0:
+            raise ValueError("dropout and net_dropout must be in [0, 1)")
+
+
+@dataclass
+class DINConfig:
+    """Arguments of `DIN`, defaults as in the official baseline (FuxiCTR 2.3.7, MicroLens_1M_x1).
+
+    Track 1 may tune only embedding_regularizer, net_regularizer, net_dropout (and, in the training
+    config, learning_rate and batch_size).
+    """
+
+    n_items: int = 91_718
+    item_emb_dim: int = 128
+    n_tags: int = 11_740  # item_tags vocabulary, 0 = padding
+    tags_len: int = 5
+    embedding_dim: int = 64
+    max_len: int = 64
+    attention_units: tuple[int, ...] = (512, 256)
+    attention_dropout: float = 0.1
+    dnn_units: tuple[int, ...] = (1024, 512, 256)
+    net_dropout: float = 0.1
+    batch_norm: bool = True
+    level_vocab: int = 11
+    embedding_regularizer: float = 1e-6
+    net_regularizer: float = 0.0
+
+    @property
+    def item_dim(self) -> int:
+        return 2 * self.embedding_dim + self.item_emb_dim
+
+    def check(self) -> None:
+        """Raise ValueError on values the model cannot be built with."""
+        if self.max_len < 1 or self.n_items < 2 or not self.dnn_units or not self.attention_units:
+            raise ValueError("max_len >= 1, n_items >= 2 and non-empty dnn_units/attention_units are required")
+        if not 0.0 <= self.net_dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError("net_dropout and attention_dropout must be in [0, 1)")
+
+
+def config_from_dict(cls, values: dict):
+    """Build a config dataclass from JSON values; unknown keys and bad types raise ValueError."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; known: {sorted(names)}")
+    out = {}
+    for key, value in values.items():
+        default = names[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
+                raise ValueError(f"{cls.__name__}.{key} must be a list of integers, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{cls.__name__}.{key} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{cls.__name__}.{key} must be an integer, got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{cls.__name__}.{key} must be a number, got {value!r}")
+            value = float(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ValueError(f"{cls.__name__}.{key} must be a string, got {value!r}")
+        out[key] = value
+    cfg = cls(**out)
+    cfg.check()
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class ItemEncoder(nn.Module):
+    """Item vector = [trainable id embedding, frozen item_emb_d128 row].
+
+    Args:
+        n_items: rows of the item table, padding row 0 included.
+        id_dim: width of the trainable id embedding (row 0 stays zero: padding_idx).
+        item_emb: (n_items, E) frozen table, or None for zeros of width `item_emb_dim` (filled later by
+            `load_state_dict`).
+        item_emb_dim: E, used when `item_emb` is None.
+
+    Call: ids (...,) int -> (..., id_dim + E) float.
+
+    Example:
+        >>> enc = ItemEncoder(10, 4, torch.zeros(10, 3))
+        >>> enc(torch.tensor([[0, 5]])).shape
+        torch.Size([1, 2, 7])
+    """
+
+    def __init__(self, n_items: int, id_dim: int, item_emb: torch.Tensor | None = None, item_emb_dim: int = 128):
+        super().__init__()
+        self.id_emb = nn.Embedding(n_items, id_dim, padding_idx=0)
+        table = torch.zeros(n_items, item_emb_dim) if item_emb is None else item_emb.detach().float().clone()
+        if table.shape[0] != n_items:
+            raise ValueError(f"item_emb has {table.shape[0]} rows, expected n_items = {n_items}")
+        self.register_buffer("item_emb_d128", table, persistent=True)  # frozen, saved in the checkpoint
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.long()
+        return torch.cat([self.id_emb(ids), self.item_emb_d128[ids]], dim=-1)  # (..., id_dim + E)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer encoder layer: x + MHA(LN(x)), then x + FFN(LN(x)).
+
+    Args:
+        d_model: width D; n_heads: heads (D divisible by it); ffn_dim: hidden width of the FFN;
+        dropout: on attention weights and on both residual branches.
+
+    Call: x (B, L, D), attend (B, L) bool, True = real key -> (B, L, D). Keys with attend=False get zero
+    attention weight, so changing them changes no output at a real position.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.ln1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        b, l, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)  # 3 x (B, L, D)
+        q = q.view(b, l, h, d // h).transpose(1, 2)  # (B, H, L, D/H)
+        k = k.view(b, l, h, d // h).transpose(1, 2)  # (B, H, L, D/H)
+        v = v.view(b, l, h, d // h).transpose(1, 2)  # (B, H, L, D/H)
+        mask = attend[:, None, None, :]  # (B, 1, 1, L), True = take part
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, L, D/H)
+        a = a.transpose(1, 2).reshape(b, l, d)  # (B, L, D)
+        x = x + self.drop(self.proj(a))  # (B, L, D)
+        return x + self.drop(self.ffn(self.ln2(x)))  # (B, L, D)
+
+
+class SequenceEncoder(nn.Module):
+    """History -> user vector: learned positions, `n_layers` EncoderBlocks, final LayerNorm, pooling.
+
+    Args:
+        cfg: a SASRecDCNConfig (d_model, max_len, n_layers, n_heads, ffn_dim, dropout, pooling).
+
+    Call: seq (B, L, D) item vectors, real (B, L) bool (True = real item; left-padded, most recent last,
+    L <= max_len) -> (B, D). A row without any real item gives the zero vector.
+
+    Position p of slot j is L - 1 - j (0 = most recent), so dropping leading padding columns changes
+    nothing. A row with no real item lets its queries attend to every slot (avoids an all-masked
+    softmax); its output is zeroed afterwards.
+    """
+
+    def __init__(self, cfg: SASRecDCNConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.pooling = cfg.pooling
+        self.pos = nn.Embedding(cfg.max_len, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(EncoderBlock(d, cfg.n_heads, cfg.ffn_dim, cfg.dropout)
+                                    for _ in range(cfg.n_layers))
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, seq: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        b, l, d = seq.shape
+        positions = torch.arange(l - 1, -1, -1, device=seq.device)  # (L,) most recent = 0
+        x = self.drop(seq + self.pos(positions)[None])  # (B, L, D)
+        has_any = real.any(dim=1)  # (B,)
+        attend = real | ~has_any[:, None]  # (B, L)
+        for block in self.blocks:
+            x = block(x, attend)  # (B, L, D)
+        x = self.ln(x)  # (B, L, D)
+        if self.pooling == "last":
+            user = x[:, -1]  # (B, D) the most recent item's slot (real whenever the row has one)
+        else:
+            w = real.to(x.dtype)  # (B, L)
+            user = (x * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)  # (B, D)
+        return user * has_any[:, None].to(x.dtype)  # (B, D)
+
+
+class CrossNetV2(nn.Module):
+    """DCN-v2 cross network: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l, full-rank W_l, `n_layers` times.
+
+    Args: dim: input width D; n_layers: number of cross layers.
+    Call: x0 (B, D) -> (B, D).
+
+    Example:
+        >>> CrossNetV2(8, 3)(torch.randn(2, 8)).shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, dim: int, n_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = x0  # (B, D)
+        for layer in self.layers:
+            x = x0 * layer(x) + x  # (B, D)
+        return x
+
+
+class MLP(nn.Module):
+    """Linear -> [BatchNorm] -> ReLU -> Dropout for each width in `dims`; no output layer.
+
+    Args: in_dim; dims: hidden widths; dropout; batch_norm.
+    Call: x (B, in_dim) -> (B, dims[-1]).
+    """
+
+    def __init__(self, in_dim: int, dims: tuple[int, ...], dropout: float = 0.0, batch_norm: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in dims:
+            layers.append(nn.Linear(in_dim, width))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_dim = width
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, dims[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Models. Both take the same batch: item_seq (B, L) int, item_id (B,), likes_level (B,), views_level
+# (B,) and return logits (B,). L may be shorter than max_len (trimmed padding); longer is cut to the
+# most recent max_len.
+
+
+class SASRecDCN(nn.Module):
+    """SASRec-style sequence encoder + DCN-v2 head (the default Task 2 model).
+
+    Args:
+        cfg: SASRecDCNConfig.
+        item_emb: (n_items, item_emb_dim) frozen table from item_info (None: zeros until loaded).
+
+    Call: item_seq (B, L), item_id (B,), likes_level (B,), views_level (B,) -> logits (B,).
+    """
+
+    def __init__(self, cfg: SASRecDCNConfig, item_emb: torch.Tensor | None = None):
+        super().__init__()
+        cfg.check()
+        self.cfg = cfg
+        self.items = ItemEncoder(cfg.n_items, cfg.id_emb_dim, item_emb, cfg.item_emb_dim)
+        self.sequence = SequenceEncoder(cfg)
+        self.likes = nn.Embedding(cfg.level_vocab, cfg.level_dim)
+        self.views = nn.Embedding(cfg.level_vocab, cfg.level_dim)
+        in_dim = 2 * cfg.d_model + 2 * cfg.level_dim
+        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
+        self.mlp = MLP(in_dim, cfg.mlp_dims, cfg.net_dropout)
+        self.head = nn.Linear(in_dim + cfg.mlp_dims[-1], 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, p in self.named_parameters():
+            if name.endswith("id_emb.weight"):
+                nn.init.normal_(p, std=0.02)
+                with torch.no_grad():
+                    p[0].zero_()
+            elif p.dim() == 2 and "emb" not in name and "pos" not in name:
+                nn.init.xavier_uniform_(p)
+            elif name.endswith(".bias"):
+                nn.init.zeros_(p)
+        for emb in (self.likes, self.views, self.sequence.pos):
+            nn.init.normal_(emb.weight, std=0.02)
+        for layer in self.cross.layers:  # start each cross layer near the identity map
+            nn.init.normal_(layer.weight, std=0.01)
+
+    def forward(self, item_seq, item_id, likes_level, views_level) -> torch.Tensor:
+        seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
+        real = seq > 0  # (B, L) True = real item
+        user = self.sequence(self.items(seq), real)  # (B, D)
+        target = self.items(item_id)  # (B, D)
+        x0 = torch.cat([user, target, self.likes(likes_level.long()), self.views(views_level.long())],
+                       dim=-1)  # (B, 2D + 2 level_dim)
+        h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, 2D + 2 level_dim + mlp_dims[-1])
+        return self.head(h).squeeze(-1)  # (B,)
+
+    def regularization_loss(self) -> torch.Tensor | float:
+        return 0.0
+
+
+class DINAttention(nn.Module):
+    """DIN target attention (FuxiCTR DIN_Attention, use_softmax=False).
+
+    score_j = MLP([t, h_j, t - h_j, t * h_j]), pooled = sum_j score_j * real_j * h_j.
+
+    Args: dim: item width D; units: hidden widths of the scoring MLP; dropout.
+    Call: target (B, D), history (B, L, D), real (B, L) bool -> (B, D).
+    """
+
+    def __init__(self, dim: int, units: tuple[int, ...], dropout: float):
+        super().__init__()
+        self.score = nn.Sequential(MLP(4 * dim, units, dropout), nn.Linear(units[-1], 1))
+
+    def forward(self, target: torch.Tensor, history: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        t = target[:, None, :].expand_as(history)  # (B, L, D)
+        z = torch.cat([t, history, t - history, t * history], dim=-1)  # (B, L, 4D)
+        w = self.score(z).squeeze(-1) * real.to(history.dtype)  # (B, L)
+        return (w[..., None] * history).sum(dim=1)  # (B, D)
+
+
+class DIN(nn.Module):
+    """The official baseline: Deep Interest Network as FuxiCTR 2.3.7 builds it for MicroLens_1M_x1.
+
+    Item vector = [id emb (64), masked mean of tag embs (64), Linear(item_emb_d128, no bias) (128)].
+    DNN over [likes emb, views emb, target, DIN-pooled history] with batch norm, one logit.
+
+    Args:
+        cfg: DINConfig.
+        item_emb: (n_items, item_emb_dim) frozen table; item_tags: (n_items, tags_len) int tag ids.
+
+    Call: item_seq (B, L), item_id (B,), likes_level (B,), views_level (B,) -> logits (B,).
+    """
+
+    def __init__(self, cfg: DINConfig, item_emb: torch.Tensor | None = None,
+                 item_tags: torch.Tensor | None = None):
+        super().__init__()
+        cfg.check()
+        self.cfg = cfg
+        d = cfg.embedding_dim
+        self.items = ItemEncoder(cfg.n_items, d, item_emb, cfg.item_emb_dim)
+        tags = torch.zeros(cfg.n_items, cfg.tags_len, dtype=torch.long) if item_tags is None else item_tags.long().clone()
+        if tags.shape != (cfg.n_items, cfg.tags_len):
+            raise ValueError(f"item_tags has shape {tuple(tags.shape)}, expected {(cfg.n_items, cfg.tags_len)}")
+        self.register_buffer("item_tags", tags, persistent=True)
+        self.tag_emb = nn.Embedding(cfg.n_tags, d, padding_idx=0)
+        self.emb_proj = nn.Linear(cfg.item_emb_dim, cfg.item_emb_dim, bias=False)
+        self.likes = nn.Embedding(cfg.level_vocab, d)
+        self.views = nn.Embedding(cfg.level_vocab, d)
+        self.attention = DINAttention(cfg.item_dim, cfg.attention_units, cfg.attention_dropout)
+        self.dnn = MLP(2 * d + 2 * cfg.item_dim, cfg.dnn_units, cfg.net_dropout, cfg.batch_norm)
+        self.head = nn.Linear(cfg.dnn_units[-1], 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """FuxiCTR's init: embeddings N(0, 1e-4) with zero padding rows, Linear xavier_normal, bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=1e-4)
+                if m.padding_idx is not None:
+                    with torch.no_grad():
+                        m.weight[m.padding_idx].zero_()
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def encode_items(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (...,) -> (..., 2 * embedding_dim + item_emb_dim)."""
+        ids = ids.long()
+        tags = self.item_tags[ids]  # (..., T)
+        tag_vec = self.tag_emb(tags)  # (..., T, d)
+        n = (tags > 0).sum(-1, keepdim=True).to(tag_vec.dtype)  # (..., 1)
+        tag_mean = tag_vec.sum(-2) / (n + 1e-12)  # (..., d) FuxiCTR MaskedAveragePooling
+        base = self.items(ids)  # (..., d + E)
+        d = self.cfg.embedding_dim
+        return torch.cat([base[..., :d], tag_mean, self.emb_proj(base[..., d:])], dim=-1)  # (..., 2d + E)
+
+    def forward(self, item_seq, item_id, likes_level, views_level) -> torch.Tensor:
+        seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
+        real = seq > 0  # (B, L)
+        history = self.encode_items(seq)  # (B, L, Di)
+        target = self.encode_items(item_id)  # (B, Di)
+        pooled = self.attention(target, history, real)  # (B, Di)
+        x = torch.cat([self.likes(likes_level.long()), self.views(views_level.long()), target, pooled],
+                      dim=-1)  # (B, 2d + 2Di)
+        return self.head(self.dnn(x)).squeeze(-1)  # (B,)
+
+    def regularization_loss(self) -> torch.Tensor | float:
+        """FuxiCTR's L2 terms: embedding_regularizer/2 * ||E||^2 on embeddings, net_regularizer on the rest."""
+        total = 0.0
+        for m in self.modules():
+            for name, p in m.named_parameters(recurse=False):
+                if not p.requires_grad or name not in ("weight", "bias"):
+                    continue
+                lam = self.cfg.embedding_regularizer if isinstance(m, nn.Embedding) else self.cfg.net_regularizer
+                if lam:
+                    total = total + lam / 2 * p.pow(2).sum()
+        return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuilding from model_args.json
+
+MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
+    "SASRecDCN": (SASRecDCN, SASRecDCNConfig),
+    "DIN": (DIN, DINConfig),
+}
+
+
+def model_args(model: nn.Module) -> dict:
+    """The JSON written beside a checkpoint: {"model_class": name, "config": dataclass fields}."""
+    name = type(model).__name__
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"unknown model class {name}")
+    cfg = dataclasses.asdict(model.cfg)
+    return {"model_class": name, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}}
+
+
+def build_model(args: dict, item_emb: torch.Tensor | None = None, item_tags: torch.Tensor | None = None) -> nn.Module:
+    """Rebuild a model from model_args.json's content; its buffers are zeros unless tables are given.
+
+    Raises ValueError on an unknown class or config key (callers name the file).
+    """
+    if not isinstance(args, dict) or "model_class" not in args or "config" not in args:
+        raise ValueError('model args must be {"model_class": ..., "config": {...}}')
+    name = args["model_class"]
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"unknown model_class {name!r}; known: {sorted(MODEL_CLASSES)}")
+    cls, cfg_cls = MODEL_CLASSES[name]
+    cfg = config_from_dict(cfg_cls, args["config"])
+    if cls is DIN:
+        return DIN(cfg, item_emb, item_tags)
+    return cls(cfg, item_emb)
+
+
+def count_parameters(model: nn.Module) -> dict:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(b.numel() for b in model.buffers())
+    return {"trainable": int(trainable), "frozen_buffers": int(frozen)}
+
+
+def flops_per_sample(args: dict, history_length: float) -> dict:
+    """Analytic forward FLOPs per sample (2 per multiply-add; matmuls only) at a mean history length.
+
+    Training costs about 3x the forward (forward + backward for activations and weights).
+    """
+    name, c = args["model_class"], args["config"]
+    macs = 0.0
+    l = float(history_length)
+    if name == "SASRecDCN":
+        d = c["id_emb_dim"] + c["item_emb_dim"]
+        per_token = 3 * d * d + d * d + 2 * d * c["ffn_dim"]  # qkv, out projection, FFN
+        attn = 2 * l * l * d  # QK^T and AV over all heads
+        macs += c["n_layers"] * (l * per_token + attn)
+        x = 2 * d + 2 * c["level_dim"]
+        macs += c["cross_layers"] * x * x
+        dims = [x, *c["mlp_dims"]]
+        macs += sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+        macs += x + c["mlp_dims"][-1]
+    elif name == "DIN":
+        e, di = c["item_emb_dim"], 2 * c["embedding_dim"] + c["item_emb_dim"]
+        macs += (l + 1) * e * e  # projection of item_emb_d128
+        dims = [4 * di, *c["attention_units"], 1]
+        macs += l * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+        dims = [2 * c["embedding_dim"] + 2 * di, *c["dnn_units"], 1]
+        macs += sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    else:
+        raise ValueError(f"unknown model_class {name!r}")
+    return {"forward_flops": 2 * macs, "train_flops": 6 * macs, "history_length": l}
+
+
+__all__ = [
+    "SASRecDCNConfig", "DINConfig", "ItemEncoder", "EncoderBlock", "SequenceEncoder", "CrossNetV2", "MLP",
+    "SASRecDCN", "DINAttention", "DIN", "MODEL_CLASSES", "build_model", "model_args", "config_from_dict",
+    "count_parameters", "flops_per_sample",
+]
