@@ -1,0 +1,63 @@
+"""Helpers for benchmarks: machine description, timed child processes with peak memory, JSON results."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    from harness.env import package_versions
+
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        gpu = None
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+            "memory_gib": round(mem_gib, 1), "gpu": gpu, "versions": package_versions(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def timed_child(args: list[str], env: dict | None = None) -> dict:
+    """Run a command in a fresh process; wall seconds and its peak resident memory (GiB)."""
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # child: exec the command so ru_maxrss is its own
+        if env:
+            os.environ.update(env)
+        os.execvp(args[0], args)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    return {"cmd": " ".join(args), "exit_code": code, "wall_s": round(wall, 2),
+            "peak_rss_gib": round(usage.ru_maxrss / 2**20, 3)}
+
+
+def write_results(name: str, doc: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)) for r in rows]
+    return "\n".join(out)
+
+
+del resource  # imported to fail early on platforms without wait4/rusage
