@@ -1,0 +1,293 @@
+"""The end-to-end run behind `./reproduce.sh`: data, Task 1, Task 2, prediction, package, verify, report.
+
+Each stage runs as its own process (`python -m harness ...`), logs to RUN_DIR/logs/<stage>.log, and
+records a stamp (the command and the sha256 of every input) in RUN_DIR/stamps/<stage>.json. A stage
+whose outputs exist and whose stamp matches is skipped, so a re-run after an interruption continues
+where it stopped; `--force` redoes everything. A failing stage names itself and its log, and the run
+exits with that stage's code. Outputs of a stage are written by the stage itself atomically, so an
+interrupted stage never leaves a half-written file that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from harness.errors import UserError
+from harness.io import sha256_file, write_json_atomic
+
+X1 = "MicroLens_1M_x1"
+TRACK_COLUMN = {"1": "Task1", "2": "Task2", "3": "Task1&2"}
+ROOT = Path(__file__).resolve().parent.parent
+# --hardware t4: a 16 GB T4 with CLIP ViT-L/14 in fp16 and the default Task 2 model
+HARDWARE = {
+    "cpu": {"task1": {}, "task2": {}},
+    "t4": {"task1": {"image_batch_size": 128, "text_batch_size": 256, "fp16": True, "image_workers": 4},
+           "task2": {}},
+}
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list; 'absent' if missing."""
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        return "absent"
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and "oracle" not in p.relative_to(path).parts[:1]:
+            h.update(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Stage:
+    name: str
+    cmd: list[str]
+    inputs: list[Path]
+    outputs: list[Path]
+    env: dict = field(default_factory=dict)
+
+
+@dataclass
+class Runner:
+    run_dir: Path
+    force: bool = False
+    timings: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)
+
+    def stamp_of(self, stage: Stage) -> dict:
+        return {"cmd": stage.cmd, "inputs": {str(p): digest(p) for p in stage.inputs}}
+
+    def run(self, stage: Stage) -> None:
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp_path = self.run_dir / "stamps" / f"{stage.name}.json"
+        want = self.stamp_of(stage)
+        if (not self.force and stamp_path.is_file() and all(p.exists() for p in stage.outputs)
+                and json.loads(stamp_path.read_text()) == want):
+            self.status[stage.name] = "skipped (up to date)"
+            self.timings[stage.name] = 0.0
+            click.echo(f"[{stage.name}] up to date, skipped", err=True)
+            return
+        stamp_path.unlink(missing_ok=True)
+        log = logs / f"{stage.name}.log"
+        click.echo(f"[{stage.name}] running ... (log: {log})", err=True)
+        t0 = time.perf_counter()
+        with log.open("w") as f:
+            f.write("$ " + " ".join(stage.cmd) + "\n")
+            f.flush()
+            proc = subprocess.run(stage.cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                  env=dict(os.environ, **stage.env))
+        seconds = time.perf_counter() - t0
+        self.timings[stage.name] = round(seconds, 1)
+        if proc.returncode != 0:
+            last = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            reason = last[-1].strip() if last else "no output"
+            raise UserError(f"stage {stage.name} failed (exit {proc.returncode}): {reason} -- full log: {log}",
+                            exit_code=proc.returncode if proc.returncode > 0 else 1)
+        missing = [str(p) for p in stage.outputs if not p.exists()]
+        if missing:
+            raise UserError(f"stage {stage.name} exited 0 but did not write {', '.join(missing)} -- log: {log}",
+                            exit_code=1)
+        write_json_atomic(stamp_path, want)
+        self.status[stage.name] = "done"
+        click.echo(f"[{stage.name}] done in {seconds:.1f}s", err=True)
+
+
+def harness_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "harness", *map(str, args)]
+
+
+def build_stages(o: dict) -> tuple[list[Stage], dict]:
+    """The stages for these options, and the paths the report reads."""
+    run = o["run_dir"]
+    data = o["data"] or run / "data"
+    seed = str(o["seed"])
+    track = o["track"]
+    paths = {"data": data, "task1": run / "task1", "task2": run / "task2", "prediction": run / "prediction",
+             "submission": run / "submission"}
+    stages = []
+    data_inputs = [data / X1, data / "item_feature.parquet", data / "item_images", data / "item_seq.parquet"]
+    if o["data"] is None:
+        stages.append(Stage("synth", harness_cmd("synth", data, "--scale", o["scale"], "--seed", seed,
+                                                 "--overwrite"), [], [data / "oracle" / "oracle.json"]))
+    stages.append(Stage("validate", harness_cmd("validate", data, "--require-all"), data_inputs, []))
+
+    if track == "2":  # Task 2 only: the provided embeddings, byte for byte
+        item_info = data / X1 / "item_info.parquet"
+    else:
+        cfg = dict(HARDWARE[o["hardware"]]["task1"])
+        if o["image_model"]:
+            cfg["image_model"] = o["image_model"]
+        if o["text_model"]:
+            cfg["text_model"] = o["text_model"]
+        cmd = harness_cmd("embed", "--data", data, "--out", paths["task1"], "--profile", o["profile"],
+                          "--seed", seed, "--device", o["device"])
+        if cfg:
+            cfg_path = run / "configs" / "task1.json"
+            write_json_atomic(cfg_path, cfg)
+            cmd += ["--config", str(cfg_path)]
+        stages.append(Stage("embed", cmd, data_inputs, [paths["task1"] / "item_info.parquet"]))
+        item_info = paths["task1"] / "item_info.parquet"
+    paths["item_info"] = item_info
+
+    cmd = harness_cmd("train", "--data", data, "--item-info", item_info, "--out", paths["task2"], "--seed", seed,
+                      "--device", o["device"], "--overwrite")
+    if track == "1":
+        cmd += ["--model", "DIN"]
+    cfg = dict(HARDWARE[o["hardware"]]["task2"])
+    if cfg:
+        cfg_path = run / "configs" / "task2.json"
+        write_json_atomic(cfg_path, cfg)
+        cmd += ["--config", str(cfg_path)]
+    if o["epochs"]:
+        cmd += ["--epochs", str(o["epochs"])]
+    stages.append(Stage("train", cmd, [data / X1, item_info], [paths["task2"] / "model.safetensors"]))
+    stages.append(Stage("predict", harness_cmd("predict", "--run", paths["task2"], "--data", data, "--out",
+                                               paths["prediction"], "--track", track, "--device", o["device"]),
+                        [data / X1 / "test.parquet", paths["task2"] / "model.safetensors"],
+                        [paths["prediction"] / "prediction.csv"]))
+    stages.append(Stage("package", harness_cmd("package", run, "--out", paths["submission"], "--track", track),
+                        [paths["prediction"] / "prediction.csv", paths["task2"] / "model.safetensors", item_info],
+                        [paths["submission"] / "MANIFEST.json"]))
+    stages.append(Stage("verify", harness_cmd("verify", paths["submission"], "--data", data, "--track", track),
+                        [paths["submission"] / "MANIFEST.json"], []))
+    return stages, paths
+
+
+def summarize(o: dict, paths: dict, runner: Runner) -> dict:
+    """Valid and test AUC next to the oracle and the naive scorers (test AUC only with ground truth)."""
+    from harness.score import score
+
+    track = o["track"]
+    run_json = paths["task2"] / "run.json"
+    ours_valid = json.loads(run_json.read_text()).get("best_valid_auc") if run_json.is_file() else None
+    result = {"track": track, "column": TRACK_COLUMN[track], "timings_s": runner.timings,
+              "status": runner.status, "submission": str(paths["submission"]),
+              "auc": {"ours": {"valid": ours_valid, "test": None}}}
+    oracle = paths["data"] / "oracle" / "oracle.json"
+    if oracle.is_file():
+        doc = json.loads(oracle.read_text())
+        s = score(paths["prediction"] / "prediction.csv", paths["data"] / "oracle" / "ground_truth.csv")
+        result["auc"]["ours"]["test"] = s["scores"][f"AUC_{TRACK_COLUMN[track]}"]
+        for name in ("oracle", "oracle_item_only", "popularity", "random"):
+            result["auc"][name] = {split: doc["auc"][split][name] for split in ("valid", "test")}
+    return result
+
+
+def render_table(result: dict) -> str:
+    def fmt(x):
+        return "-" if x is None else f"{x:.4f}"
+
+    labels = {"ours": f"ours ({result['column']})", "oracle": "Bayes-optimal oracle",
+              "oracle_item_only": "oracle without history", "popularity": "item popularity",
+              "random": "random"}
+    lines = [f"{'scorer':<26}{'valid AUC':>10}{'test AUC':>10}"]
+    for key, label in labels.items():
+        if key in result["auc"]:
+            a = result["auc"][key]
+            lines.append(f"{label:<26}{fmt(a['valid']):>10}{fmt(a['test']):>10}")
+    lines.append("")
+    lines.append(f"{'stage':<12}{'seconds':>8}  status")
+    for name, secs in result["timings_s"].items():
+        lines.append(f"{name:<12}{secs:>8.1f}  {result['status'].get(name, '')}")
+    lines.append(f"{'total':<12}{sum(result['timings_s'].values()):>8.1f}")
+    lines.append("")
+    lines.append(f"submission (verified): {result['submission']}")
+    return "\n".join(lines)
+
+
+def plot_auc(result: dict, path: Path) -> None:
+    """A bar chart of valid and test AUC: ours next to the oracle and the naive scorers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in ("random", "popularity", "oracle_item_only", "ours", "oracle") if k in result["auc"]]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.38
+    for i, split in enumerate(("valid", "test")):
+        vals = [result["auc"][n][split] or 0.0 for n in names]
+        bars = ax.bar([x + (i - 0.5) * width for x in range(len(names))], vals, width, label=split)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names])
+    ax.set_ylim(0.45, 1.0)
+    ax.set_ylabel("AUC")
+    ax.set_title(f"Track {result['track']} on the generated dataset: ours against the Bayes-optimal oracle")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@click.command("reproduce", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
+              help="Run folder [default: runs/<scale> or runs/real].")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="A real MicroLens_1M_MMCTR folder (validated first). Default: generate one.")
+@click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True,
+              help="Size of the generated dataset.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--track", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
+              help="1: Task 1 only (DIN baseline), 2: Task 2 only (provided embeddings), 3: both.")
+@click.option("--hardware", type=click.Choice(sorted(HARDWARE)), default="cpu", show_default=True,
+              help="t4: batch sizes and fp16 that fit a 16 GB T4.")
+@click.option("--profile", type=click.Choice(["offline", "reference"]), default=None,
+              help="Task 1 encoders [default: offline on generated data, reference on real data].")
+@click.option("--image-model", default=None, help="Task 1 image model: hub id or local folder.")
+@click.option("--text-model", default=None, help="Task 1 text model: hub id or local folder.")
+@click.option("--epochs", type=int, default=None, help="Override Task 2's maximum epochs.")
+@click.option("--force", is_flag=True, help="Redo every stage.")
+def reproduce(run_dir, data, scale, seed, device, track, hardware, profile, image_model, text_model, epochs,
+              force) -> int:
+    """Take a machine from nothing to a verified submission and print the results table."""
+    if data is not None:
+        data = data.resolve()
+        if not data.is_dir():
+            raise UserError("no such data folder; pass the MicroLens_1M_MMCTR folder that holds "
+                            f"{X1}/ and item_feature.parquet", path=data)
+    run_dir = (run_dir or ROOT / "runs" / ("real" if data else scale)).resolve()
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    opts = dict(run_dir=run_dir, data=data, scale=scale, seed=seed, device=device, track=track,
+                hardware=hardware, profile=profile or ("reference" if data else "offline"),
+                image_model=image_model, text_model=text_model, epochs=epochs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stages, paths = build_stages(opts)
+    runner = Runner(run_dir, force=force)
+    t0 = time.perf_counter()
+    for stage in stages:
+        runner.run(stage)
+    result = summarize(opts, paths, runner)
+    result["options"] = {k: str(v) for k, v in opts.items()}
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    if "oracle" in result["auc"]:
+        plot_auc(result, run_dir / "auc_vs_oracle.png")
+    write_json_atomic(run_dir / "results.json", result)
+    click.echo(render_table(result))
+    click.echo(f"results: {run_dir / 'results.json'}")
+    return 0
+
+
+def main() -> None:
+    from harness.cli import run_click
+
+    run_click(reproduce, prog_name="reproduce.sh")
+
+
+if __name__ == "__main__":
+    main()
