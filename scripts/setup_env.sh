@@ -19,9 +19,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$VENV/.mmctr-stamp" 2>/dev/null || true)" != "$stamp_want" ]; then
   echo "setup: installing pinned dependencies (requirements.lock) into $VENV" >&2
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2 || true
   # torch==2.13.0 in the lock: the CPU wheel on a machine without CUDA, the CUDA wheel on a GPU host.
-  "$VENV/bin/python" -m pip install --quiet -c "$ROOT/requirements.lock" -e "$ROOT[test,offline]" >&2
+  if ! "$VENV/bin/python" -m pip install -c "$ROOT/requirements.lock" -e "$ROOT[test,offline]" \
+      > "$VENV/setup.log" 2>&1; then
+    echo "error: installing the dependencies failed; see $VENV/setup.log (last lines below)" >&2
+    tail -n 5 "$VENV/setup.log" >&2
+    exit 2
+  fi
   echo "$stamp_want" > "$VENV/.mmctr-stamp"
 fi
 export PATH="$VENV/bin:$PATH"
