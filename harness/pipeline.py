@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HARDWARE = {
     "cpu": {"task1": {}, "task2": {}},
     "t4": {"task1": {"image_batch_size": 128, "text_batch_size": 256, "fp16": True, "image_workers": 4},
-           "task2": {}},
+           "task2": {"amp": True}},
 }
 
 
