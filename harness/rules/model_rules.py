@@ -1,0 +1,445 @@
+"""Rules about the models: Task 2's checkpoint (format, one model, features), Track 1's baseline, the
+item embeddings Task 2 froze (Track 2: the provided ones; Tracks 1 and 3: Task 1's, and nothing else).
+
+How "one model" is checked without running the submission's code: the checkpoint's header (names,
+dtypes, shapes) must equal the state dict of the one declared class rebuilt from model_args.json. The
+declared class is rebuilt only from trusted code: when the package's task2/*.py are byte-identical to
+the verifier's own task2 package, the verifier's `task2.model.build_model` builds it on the meta
+device; otherwise the expected state recorded in MANIFEST.json at packaging time is the reference,
+and `--rerun predict` does the strict load (`load_state_dict(strict=True)`) with the package's own
+code in a subprocess. Either way, a second model's tensors in the file, bytes no tensor claims, or
+a second weights file are findings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from harness.errors import error, warning
+from harness.rules import formats, rule
+from harness.rules.context import MANIFEST
+from harness.rules.pysource import class_forward_params, name_uses
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".hdf5", ".keras", ".onnx",
+                   ".npz", ".npy", ".msgpack", ".gguf", ".tflite", ".pb", ".ubj", ".cbm", ".joblib", ".pkl",
+                   ".pickle")
+TORCH_TO_ST = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+               "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+# Track 1: the official baseline DIN (FuxiCTR 2.3.7, DIN_MicroLens_1M_x1). Only these may change:
+TRACK1_TUNABLE_MODEL = ("embedding_regularizer", "net_regularizer", "net_dropout")
+TRACK1_TUNABLE_TRAIN = ("learning_rate", "batch_size")
+TRACK1_DATA_DERIVED = ("n_items", "n_tags")  # sizes of the item table and tag vocabulary
+BASELINE_DIN = {
+    "item_emb_dim": 128, "tags_len": 5, "embedding_dim": 64, "max_len": 64, "attention_units": [512, 256],
+    "attention_dropout": 0.1, "dnn_units": [1024, 512, 256], "batch_norm": True, "level_vocab": 11,
+}
+
+ALLOWED_RUN_INPUTS = {"train", "valid", "item_info"}
+ALLOWED_PREDICT_INPUTS = {"model.safetensors", "model_args.json", "test.parquet"}
+USER_PARAMS = {"user_id", "user_ids", "uid", "uids", "userid"}
+USER_TENSOR = re.compile(r"(^|[._])(user|users|uid)(_?ids?|_?embs?|_?embeddings?|_?table)?([._]|$)", re.I)
+
+
+# ---------------------------------------------------------------------------------------------
+# the declared class, rebuilt from trusted code
+
+
+def state_signature(model) -> dict:
+    """{name: [safetensors dtype, shape]} of a module's state dict."""
+    return {k: [TORCH_TO_ST.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape)]
+            for k, v in model.state_dict().items()}
+
+
+def expected_state_from(build_model, args: dict) -> dict:
+    """Build the declared class on the meta device (no memory, no data) and return its state signature."""
+    import torch
+
+    with torch.device("meta"):
+        model = build_model(args)
+    return state_signature(model)
+
+
+def _tree_hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*.py")) if "__pycache__" not in p.parts and not p.is_symlink()}
+
+
+def trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
+    """(signature, how) from the verifier's own task2 when the package's task2/*.py equal it; else (None, why)."""
+    import importlib.util
+
+    key = ("trusted_state",)
+    if key in ctx._cache:
+        return ctx._cache[key]
+    result: tuple[dict | None, str]
+    spec = importlib.util.find_spec("task2")
+    if spec is None or not spec.submodule_search_locations:
+        result = (None, "the verifier has no task2 package of its own")
+    else:
+        own = _tree_hashes(Path(list(spec.submodule_search_locations)[0]))
+        theirs = {rel[len("task2/"):]: ctx.sha256(rel) for rel in ctx.files()
+                  if rel.startswith("task2/") and rel.endswith(".py")}
+        if own != theirs:
+            result = (None, "the package's task2 code differs from the verifier's")
+        else:
+            from task2.model import build_model
+
+            try:
+                result = (expected_state_from(build_model, args), "rebuilt with the verifier's identical task2")
+            except (ValueError, TypeError, KeyError) as e:
+                result = (None, f"model_args.json does not rebuild the declared class: {e}")
+    ctx._cache[key] = result
+    return result
+
+
+def _diff(actual: dict, expected: dict) -> list[str]:
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    wrong = sorted(k for k in set(actual) & set(expected) if list(actual[k][1]) != list(expected[k][1])
+                   or actual[k][0] != expected[k][0])
+    out = []
+    if extra:
+        out.append(f"{len(extra)} tensor(s) the declared class does not have (first: {', '.join(extra[:4])}): "
+                   "a second model's weights?")
+    if missing:
+        out.append(f"{len(missing)} tensor(s) of the declared class missing (first: {', '.join(missing[:4])})")
+    for k in wrong[:4]:
+        out.append(f"{k}: {actual[k][0]} {actual[k][1]} in the file, the declared class has "
+                   f"{expected[k][0]} {expected[k][1]}")
+    return out
+
+
+def weight_like(ctx, rel: str) -> bool:
+    if rel.lower().endswith(WEIGHT_SUFFIXES):
+        return True
+    try:
+        head = ctx.head(rel, 16)
+    except OSError:
+        return False
+    return (formats.looks_like_safetensors(head, ctx.entries[rel].size) or head.startswith(b"\x89HDF")
+            or head.startswith(b"\x93NUMPY"))
+
+
+# ---------------------------------------------------------------------------------------------
+# T2-CHECKPOINT-FORMAT and T2-SINGLE-MODEL
+
+
+@rule("T2-CHECKPOINT-FORMAT", "the Task 2 checkpoint is a flat name -> tensor map in safetensors (or a torch "
+      "zip whose pickle uses only weights-only globals); never unpickled otherwise")
+def check_checkpoint_format(ctx):
+    rid = "T2-CHECKPOINT-FORMAT"
+    ck = ctx.checkpoint()
+    if ck["rel"] is None:
+        return []  # PKG-MANIFEST reports the missing checkpoint
+    if ck["error"]:
+        return [error(rid, ck["error"], ck["rel"])]
+    if not ck["tensors"]:
+        return [error(rid, "holds no tensors", ck["rel"])]
+    if ck["format"] != "safetensors":
+        return [warning(rid, "a torch zip checkpoint (loads with weights_only=True); safetensors is preferred",
+                        ck["rel"])]
+    return []
+
+
+@rule("T2-SINGLE-MODEL", "exactly one Task 2 checkpoint, and it holds exactly the state of the one declared "
+      "model class rebuilt from model_args.json (strict load; no second model inside)")
+def check_single_model(ctx):
+    rid = "T2-SINGLE-MODEL"
+    out = []
+    checkpoints = [rel for rel in ctx.with_role("task2_checkpoint") if rel in ctx.entries]
+    reducers = ctx.with_role("task1_reducer")
+    if len(checkpoints) > 1:
+        out.append(error(rid, f"{len(checkpoints)} Task 2 checkpoints ({', '.join(checkpoints[:4])}): Task 2 is "
+                         "a single model", checkpoints[1]))
+    if len(reducers) > 1:
+        out.append(error(rid, f"{len(reducers)} Task 1 reducers ({', '.join(reducers[:4])}); one is expected",
+                         reducers[1]))
+    roles = ctx.roles()
+    for rel in ctx.files():
+        if roles.get(rel) in ("task2_checkpoint", "task1_reducer", "prediction", "upload", "task1_embeddings"):
+            continue
+        if weight_like(ctx, rel):
+            out.append(error(rid, f"a weights file besides the one Task 2 checkpoint (role "
+                             f"{roles.get(rel, 'unlisted')}): a second model?", rel))
+    ck = ctx.checkpoint()
+    if ck["rel"] is None or ck["error"]:
+        return out  # T2-CHECKPOINT-FORMAT / PKG-MANIFEST report it
+    rel = ck["rel"]
+    for p in ck["problems"]:
+        out.append(error(rid, f"{p}: data outside the declared tensors could hide a second model", rel))
+    args, why = ctx.model_args()
+    if args is None:
+        out.append(error(rid, f"model_args.json {why}; it must declare the one model class", ctx.one("task2_args")
+                         or "model_args.json"))
+        return out
+    recorded = ctx.section("task2").get("expected_state")
+    trusted, how = trusted_expected_state(ctx, args)
+    if trusted is not None:
+        for msg in _diff(ck["tensors"], trusted):
+            out.append(error(rid, f"{msg} ({args['model_class']}, {how})", rel))
+        if isinstance(recorded, dict) and recorded and recorded != trusted:
+            out.append(error(rid, "the manifest's expected_state differs from the declared class rebuilt "
+                             "from model_args.json", MANIFEST))
+    elif how.startswith("model_args.json"):
+        out.append(error(rid, how, ctx.one("task2_args")))
+    elif not isinstance(recorded, dict) or not recorded:
+        out.append(error(rid, f"{how}, and the manifest records no expected_state to compare with; re-run "
+                         "`harness package`", MANIFEST))
+    else:
+        for msg in _diff(ck["tensors"], recorded):
+            out.append(error(rid, f"{msg} (against the manifest's expected_state)", rel))
+        if not (ctx.rerun or {}).get("predict"):
+            out.append(warning(rid, f"{how}: the strict load into the declared class runs under "
+                               "--rerun predict", rel))
+    res = (ctx.rerun or {}).get("predict") or {}
+    strict = res.get("strict_load")
+    if isinstance(strict, dict) and not strict.get("ok") and res.get("rc") == 0:
+        out.append(error(rid, f"re-run: load_state_dict(strict=True) into {args['model_class']} failed: "
+                         f"{str(strict.get('message'))[:300]}", rel))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# T2-FEATURES
+
+
+def _declared_class_params(ctx, class_name: str):
+    for name, mod in ctx.modules().items():
+        if name == "task2" or name.startswith("task2."):
+            params = class_forward_params(mod, class_name)
+            if params is not None:
+                return params, mod.path
+    return None, None
+
+
+@rule("T2-FEATURES", "Task 2 reads only train/valid/test and item_info, and does not embed user_id "
+      "(heuristic: inputs recorded, model config, forward's arguments, tensor names and table sizes)")
+def check_features(ctx):
+    """user_id is metadata: the baseline groups by it and the awarded solutions did not embed it.
+
+    Evidence, strongest first: a recorded input beyond train/valid/item_info (error); a model config key
+    or checkpoint tensor named after users (error); `forward` of the declared class taking user_id
+    (error); an embedding table with as many rows as there are users in --data (error); any other use
+    of the name user_id in task2 code (warning: grouping by user is allowed).
+    """
+    rid = "T2-FEATURES"
+    out = []
+    run = ctx.run_record()
+    if run is not None and isinstance(run.get("inputs"), dict):
+        extra = sorted(set(run["inputs"]) - ALLOWED_RUN_INPUTS)
+        if extra:
+            out.append(error(rid, f"Task 2 trained on more than the challenge's features: inputs "
+                             f"{', '.join(extra)} beyond {', '.join(sorted(ALLOWED_RUN_INPUTS))}",
+                             ctx.one("task2_record")))
+    pred = ctx.predict_record()
+    if pred is not None and isinstance(pred.get("inputs"), dict):
+        extra = sorted(set(pred["inputs"]) - ALLOWED_PREDICT_INPUTS)
+        if extra:
+            out.append(error(rid, f"prediction read {', '.join(extra)} beyond the model and test.parquet",
+                             ctx.one("prediction_record")))
+    args, _ = ctx.model_args()
+    cfg = args["config"] if args else {}
+    for key in cfg:
+        if "user" in key.lower() or key.lower() in USER_PARAMS:
+            out.append(error(rid, f"model config key {key!r}: the model embeds users", ctx.one("task2_args")))
+    train = (ctx.train_config() or {}).get("train")
+    model_over = train.get("model") if isinstance(train, dict) else None
+    for key in model_over if isinstance(model_over, dict) else ():
+        if "user" in key.lower():
+            out.append(error(rid, f"training config sets model.{key}: the model embeds users",
+                             "outputs/task2/config.json"))
+    if args:
+        params, where = _declared_class_params(ctx, args["model_class"])
+        if params is None:
+            out.append(warning(rid, f"class {args['model_class']} is not defined in task2/: its inputs were not "
+                               "checked", ctx.one("task2_args")))
+        else:
+            bad = [p for p in params if p.lstrip("*").lower() in USER_PARAMS]
+            if bad:
+                out.append(error(rid, f"{args['model_class']}.forward takes {', '.join(bad)}: user_id is not an "
+                                 "allowed input feature", where))
+    ck = ctx.checkpoint()
+    tensors = ck["tensors"] if not ck["error"] else {}
+    for name, (_dtype, shape) in tensors.items():
+        if USER_TENSOR.search(name):
+            out.append(error(rid, f"tensor {name} {shape}: named like a user embedding", ck["rel"]))
+    n_items = cfg.get("n_items") if isinstance(cfg.get("n_items"), int) else None
+    n_users = _max_user_id(ctx)
+    for name, (_dtype, shape) in tensors.items():
+        if len(shape) != 2 or n_items is None or shape[0] <= n_items:
+            continue
+        if n_users is not None and shape[0] in (n_users, n_users + 1):
+            out.append(error(rid, f"tensor {name} has {shape[0]:,} rows: one per user id in train.parquet",
+                             ck["rel"]))
+        elif shape[0] > max(n_items, int(cfg.get("n_tags", 0) or 0)) * 2 and shape[0] >= 10_000:
+            out.append(warning(rid, f"tensor {name} has {shape[0]:,} rows, far more than the {n_items:,} items: "
+                               "what does it embed?", ck["rel"]))
+    for name, mod in sorted(ctx.modules().items()):
+        if name == "task2" or name.startswith("task2."):
+            lines = name_uses(mod, "user_id")
+            if lines:
+                out.append(warning(rid, f"uses the name user_id (lines {', '.join(map(str, lines[:6]))}): "
+                                   "grouping by user is allowed, embedding it is not", mod.path))
+    return out
+
+
+def _max_user_id(ctx) -> int | None:
+    path = ctx.data_file("train")
+    if path is None:
+        return None
+    key = ("max_user_id",)
+    if key not in ctx._cache:
+        import polars as pl
+
+        try:
+            ctx._cache[key] = int(pl.scan_parquet(path).select(pl.col("user_id").max()).collect().item())
+        except Exception:  # an unreadable data file is `harness validate`'s business
+            ctx._cache[key] = None
+    return ctx._cache[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# T1-TRACK1-BASELINE
+
+
+def _as_json(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+@rule("T1-TRACK1-BASELINE", "Track 1: the CTR model is the baseline DIN; only embedding_regularizer, "
+      "net_regularizer, net_dropout, learning_rate and batch_size differ from the baseline config", tracks=(1,))
+def check_track1_baseline(ctx):
+    rid = "T1-TRACK1-BASELINE"
+    args, why = ctx.model_args()
+    rel = ctx.one("task2_args") or "model_args.json"
+    if args is None:
+        return [error(rid, f"model_args.json {why}", rel)]
+    out = []
+    if args["model_class"] != "DIN":
+        return [error(rid, f"Track 1's CTR model is the baseline DIN, this package trained "
+                      f"{args['model_class']}", rel)]
+    cfg = args["config"]
+    for key, base in BASELINE_DIN.items():
+        if key not in cfg:
+            out.append(error(rid, f"config lacks {key} (baseline {base!r})", rel))
+        elif _as_json(cfg[key]) != base:
+            out.append(error(rid, f"{key} = {cfg[key]!r}, the baseline has {base!r}; Track 1 may tune only "
+                             f"{', '.join(TRACK1_TUNABLE_MODEL + TRACK1_TUNABLE_TRAIN)}", rel))
+    known = set(BASELINE_DIN) | set(TRACK1_TUNABLE_MODEL) | set(TRACK1_DATA_DERIVED)
+    for key in sorted(set(cfg) - known):
+        out.append(error(rid, f"config key {key!r} is not part of the baseline DIN", rel))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the frozen item table
+
+
+def _frozen_tables(ctx) -> dict[str, object]:
+    """Name -> numpy array of the checkpoint's item_emb_d128 / item_tags buffers (safetensors only)."""
+    ck = ctx.checkpoint()
+    if ck["error"] or ck["format"] != "safetensors":
+        return {}
+    names = [n for n in ck["tensors"] if n.split(".")[-1] in ("item_emb_d128", "item_tags")]
+    if not names:
+        return {}
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(str(ctx.path(ck["rel"])), framework="pt") as f:
+        for n in names:
+            out[n] = f.get_tensor(n).float().numpy() if n.endswith("item_emb_d128") else f.get_tensor(n).numpy()
+    return out
+
+
+def compare_item_table(ctx, rid: str, item_info_path, what: str) -> list:
+    """The checkpoint's frozen item_emb_d128 (and item_tags) equal `item_info_path`'s, row for row."""
+    import numpy as np
+    import polars as pl
+
+    ck_rel = ctx.checkpoint()["rel"]
+    tables = _frozen_tables(ctx)
+    embs = {n: t for n, t in tables.items() if n.endswith("item_emb_d128")}
+    if not embs:
+        return [error(rid, "no frozen item_emb_d128 table in the checkpoint: Task 2 must freeze the item "
+                      f"embeddings of {what} into the model", ck_rel)]
+    try:
+        frame = pl.read_parquet(item_info_path, columns=["item_tags", "item_emb_d128"])
+        emb = frame["item_emb_d128"].to_numpy()
+        tags = frame["item_tags"].to_numpy()
+    except Exception as e:  # polars raises several types for a broken file
+        return [error(rid, f"cannot read item_emb_d128 and item_tags ({type(e).__name__})", str(item_info_path))]
+    out = []
+    ck_dtype = dict(ctx.checkpoint()["tensors"])
+    for name, table in embs.items():
+        # the model keeps float32 (or the stored dtype) of the float64 column: compare in that dtype, bit for bit
+        want = emb.astype(np.float32) if ck_dtype[name][0] == "F32" else emb.astype(table.dtype)
+        if table.shape != want.shape:
+            out.append(error(rid, f"{name} has shape {list(table.shape)}, {what} has {list(want.shape)}", ck_rel))
+        elif not np.array_equal(table.view(np.uint8), want.astype(table.dtype).view(np.uint8)):
+            rows = int((table != want).any(axis=1).sum())
+            out.append(error(rid, f"{name} differs from {what} in {rows:,} of {len(want):,} rows", ck_rel))
+    for name, table in tables.items():
+        if name.endswith("item_tags") and (table.shape != tags.shape or not np.array_equal(table, tags)):
+            out.append(error(rid, f"{name} differs from {what}'s item_tags", ck_rel))
+    return out
+
+
+@rule("T2-TRACK2-EMBEDDINGS", "Track 2: the item embeddings are the provided item_info, byte for byte "
+      "(needs --data)", tracks=(2,))
+def check_track2_embeddings(ctx):
+    rid = "T2-TRACK2-EMBEDDINGS"
+    provided = ctx.data_file("item_info")
+    if provided is None:
+        return [warning(rid, "not checked: pass --data DATA_DIR (the provided item_info.parquet)",
+                        ctx.one("task2_checkpoint") or ".")]
+    from harness.io import sha256_file
+
+    out = []
+    want = sha256_file(provided)
+    run = ctx.run_record() or {}
+    used = ((run.get("inputs") or {}).get("item_info") or {}).get("sha256")
+    if used != want:
+        out.append(error(rid, "Task 2 trained on an item_info.parquet that is not the provided one "
+                         f"(sha256 {str(used)[:12]}..., provided {want[:12]}...)", ctx.one("task2_record")))
+    own = ctx.one("task1_embeddings")
+    if own is not None and ctx.sha256(own) != want:
+        out.append(error(rid, "the package ships an item_info.parquet that differs from the provided one", own))
+    out += compare_item_table(ctx, rid, provided, "the provided item_info")
+    return out
+
+
+@rule("T1-ITEM-INFO", "Tracks 1 and 3: Task 1's item_info.parquet follows the official schema and is "
+      "exactly what Task 2 trained on and froze into its model (Task 2's only input from Task 1)",
+      tracks=(1, 3))
+def check_task1_item_info(ctx):
+    from harness.schemas import validate_item_info
+    from harness.validate import read_table
+
+    rid = "T1-ITEM-INFO"
+    rel = ctx.one("task1_embeddings")
+    if rel is None:
+        return []  # PKG-MANIFEST reports it
+    out = []
+    frame, problem = read_table(ctx.path(rel), "item_info")
+    if problem is not None:
+        return [error(rid, problem.message, rel)]
+    n_items = None
+    data_info = ctx.data_file("item_info")
+    if data_info is not None:
+        import polars as pl
+
+        n_items = pl.scan_parquet(data_info).select(pl.len()).collect().item() - 1
+    for f in validate_item_info(frame, n_items=n_items, path=rel):
+        out.append(error(rid, f"[{f.id}] {f.message}", rel))
+    del frame
+    run = ctx.run_record() or {}
+    used = ((run.get("inputs") or {}).get("item_info") or {}).get("sha256")
+    if used != ctx.sha256(rel):
+        out.append(error(rid, f"Task 2 trained on another item_info (sha256 {str(used)[:12]}...) than the "
+                         "packaged Task 1 output", ctx.one("task2_record")))
+    out += compare_item_table(ctx, rid, ctx.path(rel), "Task 1's item_info")
+    return out

@@ -1,0 +1,254 @@
+"""Static reading of a package's Python code: what each module imports, by any route, without running it.
+
+For every `.py` file the AST gives `ImportRef`s (absolute dotted names, with line and route):
+
+- `import a.b`, `from a import b` (both `a` and `a.b` are recorded: `b` may be a submodule), relative
+  imports resolved against the module's package;
+- calls that import by name: `importlib.import_module(...)`, `import_module(...)`, `__import__(...)`
+  (with its `fromlist`), `importlib.__import__`, `runpy.run_module(...)`, when the name is a constant
+  or a constant expression (string literals, `+`, f-strings of literals, `"".join([...])`, a module-level
+  name bound to one of those); a call whose name cannot be worked out is recorded as `?` (route
+  `dynamic`), because it could import anything;
+- attribute chains on imported modules (`import sklearn as sk; sk.ensemble.RandomForestClassifier`,
+  `torch.hub.load`);
+- `exec(...)`, `eval(...)` and `compile(...)` of a constant string: the string is parsed as code and
+  scanned the same way; of a computed string: recorded as `?`.
+
+String constants that name a module exactly are kept apart (`strings`): weak evidence, for warnings.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+IMPORT_CALLS = {"import_module", "__import__", "run_module", "find_spec"}
+EXEC_CALLS = {"exec", "eval", "compile"}
+
+
+@dataclass(frozen=True)
+class ImportRef:
+    module: str  # absolute dotted name; "?" when it cannot be determined statically
+    line: int
+    route: str  # import | from | call | attribute | exec | dynamic
+
+
+@dataclass
+class ModuleSource:
+    name: str  # dotted module name, e.g. task2.model
+    path: str  # path relative to the package root
+    is_package: bool
+    error: str | None = None  # why it could not be parsed
+    imports: list[ImportRef] = field(default_factory=list)
+    strings: list[tuple[str, int]] = field(default_factory=list)  # (constant, line)
+    tree: ast.Module | None = None
+
+
+def module_name(rel_path: str) -> tuple[str, bool]:
+    """`task2/model.py` -> ("task2.model", False); `task2/__init__.py` -> ("task2", True)."""
+    parts = rel_path[:-3].split("/") if rel_path.endswith(".py") else rel_path.split("/")
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), True
+    return ".".join(parts), False
+
+
+def _resolve_relative(current: str, is_package: bool, level: int, module: str | None) -> str:
+    base = current.split(".") if current else []
+    if not is_package:
+        base = base[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)] if level - 1 <= len(base) else []
+    parts = base + (module.split(".") if module else [])
+    return ".".join(p for p in parts if p)
+
+
+class _Scanner(ast.NodeVisitor):
+    def __init__(self, mod: ModuleSource, depth: int = 0):
+        self.mod = mod
+        self.depth = depth
+        self.aliases: dict[str, str] = {}  # local name -> module
+        self.consts: dict[str, str] = {}  # module-level NAME = "constant"
+
+    # constants -------------------------------------------------------------------------------
+    def const_str(self, node) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            a, b = self.const_str(node.left), self.const_str(node.right)
+            return a + b if a is not None and b is not None else None
+        if isinstance(node, ast.JoinedStr):
+            out = []
+            for v in node.values:
+                if isinstance(v, ast.Constant) and isinstance(v.value, str):
+                    out.append(v.value)
+                elif isinstance(v, ast.FormattedValue) and self.const_str(v.value) is not None:
+                    out.append(self.const_str(v.value))
+                else:
+                    return None
+            return "".join(out)
+        if isinstance(node, ast.Name) and node.id in self.consts:
+            return self.consts[node.id]
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+                and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple))):
+            sep = self.const_str(node.func.value)
+            items = [self.const_str(e) for e in node.args[0].elts]
+            if sep is not None and all(i is not None for i in items):
+                return sep.join(items)
+        return None
+
+    def const_list(self, node) -> list[str]:
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            return [s for s in (self.const_str(e) for e in node.elts) if s is not None]
+        s = self.const_str(node)
+        return [s] if s is not None else []
+
+    def add(self, module: str, line: int, route: str) -> None:
+        self.mod.imports.append(ImportRef(module, line, route))
+
+    # visitors --------------------------------------------------------------------------------
+    def visit_Module(self, node):
+        for stmt in node.body:  # module-level string constants, for import_module(NAME)
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                value = self.const_str(stmt.value)
+                if value is not None:
+                    self.consts[stmt.targets[0].id] = value
+        self.generic_visit(node)
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            self.add(alias.name, node.lineno, "import")
+            if alias.asname:
+                self.aliases[alias.asname] = alias.name
+            else:
+                self.aliases[alias.name.split(".")[0]] = alias.name.split(".")[0]
+
+    def visit_ImportFrom(self, node):
+        if node.level:
+            base = _resolve_relative(self.mod.name, self.mod.is_package, node.level, node.module)
+        else:
+            base = node.module or ""
+        if base:
+            self.add(base, node.lineno, "from")
+        for alias in node.names:
+            if alias.name == "*":
+                continue
+            full = f"{base}.{alias.name}" if base else alias.name
+            self.add(full, node.lineno, "from")
+            self.aliases[alias.asname or alias.name] = full
+
+    def visit_Attribute(self, node):
+        chain = []
+        cur = node
+        while isinstance(cur, ast.Attribute):
+            chain.append(cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Name) and cur.id in self.aliases and isinstance(node.ctx, ast.Load):
+            self.add(".".join([self.aliases[cur.id], *reversed(chain)]), node.lineno, "attribute")
+            return  # the inner Attribute nodes are prefixes of this chain
+        self.generic_visit(node)
+
+    def visit_Call(self, node):
+        func = node.func
+        fname = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if fname in IMPORT_CALLS and node.args:
+            target = self.const_str(node.args[0])
+            if target is None:
+                self.add("?", node.lineno, "dynamic")
+            else:
+                if target.startswith("."):
+                    package = next((self.const_str(k.value) for k in node.keywords if k.arg == "package"), None)
+                    if package is None and len(node.args) > 1:
+                        package = self.const_str(node.args[1])
+                    level = len(target) - len(target.lstrip("."))
+                    target = _resolve_relative(package or "", True, level, target.lstrip(".") or None)
+                self.add(target, node.lineno, "call")
+                fromlist = next((k.value for k in node.keywords if k.arg == "fromlist"), None)
+                if fromlist is None and fname == "__import__" and len(node.args) > 3:
+                    fromlist = node.args[3]
+                if fromlist is not None:
+                    for sub in self.const_list(fromlist):
+                        self.add(f"{target}.{sub}", node.lineno, "call")
+        elif fname in EXEC_CALLS and isinstance(func, ast.Name) and node.args:
+            code = self.const_str(node.args[0])
+            if code is None:
+                self.add("?", node.lineno, "dynamic")
+            elif self.depth < 3:
+                try:
+                    inner = ast.parse(code)
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    pass  # eval of an expression string that is not code, or unparsable: nothing to import
+                else:
+                    sub = _Scanner(self.mod, self.depth + 1)
+                    sub.aliases = dict(self.aliases)
+                    before = len(self.mod.imports)
+                    sub.visit(inner)
+                    for i in range(before, len(self.mod.imports)):
+                        ref = self.mod.imports[i]
+                        self.mod.imports[i] = ImportRef(ref.module, node.lineno, "exec")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node):
+        if isinstance(node.value, str) and 0 < len(node.value) <= 200:
+            self.mod.strings.append((node.value, getattr(node, "lineno", 0)))
+
+
+def scan_source(name: str, rel_path: str, is_package: bool, text: str) -> ModuleSource:
+    """Parse one module's source and collect its imports; a parse failure is recorded, not raised."""
+    mod = ModuleSource(name=name, path=rel_path, is_package=is_package)
+    try:
+        tree = ast.parse(text, filename=rel_path)
+        _Scanner(mod).visit(tree)
+    except SyntaxError as e:
+        mod.error = f"syntax error at line {e.lineno}: {e.msg}"
+        return mod
+    except (ValueError, RecursionError, MemoryError) as e:
+        mod.error = f"cannot be parsed ({type(e).__name__})"
+        return mod
+    mod.tree = tree
+    return mod
+
+
+def matches(module: str, prefixes) -> str | None:
+    """The first of `prefixes` that `module` is or is inside (`sklearn.ensemble._forest` -> sklearn.ensemble)."""
+    for p in prefixes:
+        if module == p or module.startswith(p + "."):
+            return p
+    return None
+
+
+def class_forward_params(mod: ModuleSource, class_name: str) -> list[str] | None:
+    """Argument names of `class_name.forward` (without self) if the class is defined in `mod`."""
+    if mod.tree is None:
+        return None
+    for node in ast.walk(mod.tree):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "forward":
+                    a = item.args
+                    names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                    if a.vararg:
+                        names.append("*" + a.vararg.arg)
+                    if a.kwarg:
+                        names.append("**" + a.kwarg.arg)
+                    return names[1:] if names and names[0] == "self" else names
+            return []
+    return None
+
+
+def name_uses(mod: ModuleSource, word: str) -> list[int]:
+    """Lines where `word` is used as a name, attribute, keyword, argument or string constant."""
+    if mod.tree is None:
+        return []
+    lines = set()
+    for node in ast.walk(mod.tree):
+        if isinstance(node, ast.Name) and node.id == word:
+            lines.add(node.lineno)
+        elif isinstance(node, ast.Attribute) and node.attr == word:
+            lines.add(node.lineno)
+        elif isinstance(node, ast.keyword) and node.arg == word:
+            lines.add(getattr(node, "lineno", getattr(node.value, "lineno", 0)))
+        elif isinstance(node, ast.arg) and node.arg == word:
+            lines.add(node.lineno)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value == word:
+            lines.add(node.lineno)
+    return sorted(lines)

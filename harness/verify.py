@@ -1,0 +1,194 @@
+"""`harness verify DIR`: a mechanical verdict on a submission folder, safe on a stranger's package.
+
+By default nothing of the submission runs: the manifest (every hash, nothing missing, nothing extra),
+the schemas (prediction.csv against the test IDs when --data is given, item_info) and every static rule
+of harness.rules are checked from the files alone; no pickle is ever loaded. `--rerun predict` and
+`--rerun full` then run the package's own code on a temporary copy, in subprocesses (harness.rules.rerun):
+those modes execute the submission, so run an untrusted package's re-run inside a throwaway container.
+The re-run is refused when the static safety checks (PKG-HYGIENE, T2-CHECKPOINT-FORMAT) fail.
+
+Exit codes: 0 everything holds (warnings allowed), 1 findings, 2 usage or I/O problems.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from harness.errors import Finding, UserError, exit_code_for
+
+SAFETY_RULES = ("PKG-HYGIENE", "T2-CHECKPOINT-FORMAT")
+RERUN_AFFECTED = ("T2-SINGLE-MODEL", "NO-ENSEMBLE-TREE", "RERUN-PREDICT", "RERUN-FULL")
+
+
+@dataclass
+class VerifyReport:
+    root: str
+    track: int | None
+    mode: str
+    findings: list[Finding] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)
+    rerun: dict | None = None  # what the re-run measured (harness.rules.rerun), for the summary and tests
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code_for(self.findings)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "exit_code": self.exit_code, "findings": [f.to_dict() for f in self.findings]}
+
+
+def verify_package(root, data=None, track: int | None = None, rerun: str | None = None, device: str = "cpu",
+                   timeout: float = 3600.0, auc_tolerance: float | None = None, min_spearman: float | None = None,
+                   log=None) -> VerifyReport:
+    """Check a submission folder; see the module docstring. Raises UserError for usage and I/O problems."""
+    from harness.rules import run_rules
+    from harness.rules.context import PackageContext
+    from harness.rules.rerun import AUC_TOLERANCE, MIN_SPEARMAN, run_rerun
+
+    log = log or (lambda msg: None)
+    root = Path(root)
+    if not root.exists():
+        raise UserError("no such folder; pass a submission folder written by `harness package`", path=root)
+    if not root.is_dir():
+        raise UserError("not a folder; pass a submission folder written by `harness package`", path=root)
+    if data is not None and not Path(data).is_dir():
+        raise UserError("data folder not found; pass the MicroLens_1M_MMCTR root (it holds MicroLens_1M_x1/)",
+                        path=data)
+    if track is not None and track not in (1, 2, 3):
+        raise UserError(f"--track must be 1, 2 or 3, not {track}")
+    if rerun not in (None, "predict", "full"):
+        raise UserError(f"--rerun must be predict or full, not {rerun!r}")
+    if rerun and data is None:
+        raise UserError("--rerun needs --data DATA_DIR: the re-run predicts (and trains on) that dataset")
+    if not (device == "cpu" or device == "cuda"):
+        raise UserError(f"--device must be cpu or cuda, not {device!r}")
+
+    ctx = PackageContext(root, track=track, data=data)
+    findings, status = run_rules(ctx)
+    report = VerifyReport(str(root), ctx.track, rerun or "static", findings, status)
+    if not rerun:
+        return report
+    blocking = sorted({f.id for f in findings if f.severity == "error" and f.id in SAFETY_RULES})
+    if blocking:
+        why = f"the static safety checks failed ({', '.join(blocking)}); the package's code was not run"
+        ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
+    elif ctx.track is None:
+        why = "the track is unknown"
+        ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
+    else:
+        t0 = time.perf_counter()
+        ctx.rerun = run_rerun(ctx, rerun, device=device, timeout=timeout,
+                              auc_tolerance=AUC_TOLERANCE if auc_tolerance is None else auc_tolerance,
+                              min_spearman=MIN_SPEARMAN if min_spearman is None else min_spearman, log=log)
+        log(f"re-run ({rerun}) took {time.perf_counter() - t0:.1f} s")
+    again, again_status = run_rules(ctx, only=list(RERUN_AFFECTED))
+    report.findings = [f for f in findings if f.id not in RERUN_AFFECTED] + again
+    report.status.update({k: v for k, v in again_status.items()})
+    report.rerun = ctx.rerun
+    return report
+
+
+def rerun_summary(rerun: dict | None) -> list[str]:
+    """One line per re-run measurement, for the table."""
+    if not rerun:
+        return []
+    lines = []
+    pred = rerun.get("predict") or {}
+    cmp = pred.get("comparison") or {}
+    if pred.get("skipped"):
+        lines.append(f"re-run predict: not run ({pred['skipped']})")
+    elif cmp:
+        state = "byte-identical" if cmp.get("identical") else (
+            f"DIFFERENT ({cmp.get('rows_differing', '?')} scores, max |diff| {cmp.get('max_abs_diff', float('nan')):.3g})")
+        lines.append(f"re-run predict: prediction.csv {state} on {rerun.get('device')} in {pred.get('seconds')} s; "
+                     f"model that ran: {', '.join((pred.get('forward') or {}).get('roots') or ['?'])}")
+    full = rerun.get("full") or {}
+    if full.get("skipped"):
+        lines.append(f"re-run full: not run ({full['skipped']})")
+    elif "valid_auc" in full:
+        new, old, rho = full.get("valid_auc"), full.get("recorded_valid_auc"), full.get("spearman")
+        fmt = lambda v, d=5: f"{v:.{d}f}" if isinstance(v, (int, float)) else "?"  # noqa: E731
+        lines.append(f"re-run full: valid AUC {fmt(new)} vs recorded {fmt(old)} (tolerance "
+                     f"{rerun.get('auc_tolerance')}); test Spearman {fmt(rho, 4)} (bound {rerun.get('min_spearman')})")
+    return lines
+
+
+def render(report: VerifyReport, descriptions: dict[str, str] | None = None) -> str:
+    """The readable table: one line per rule (ok / FAIL / warn / skip), its findings under it, a verdict."""
+    lines = [f"{'RESULT':<7}{'RULE':<22}FINDINGS"]
+    by_rule: dict[str, list[Finding]] = {}
+    for f in report.findings:
+        by_rule.setdefault(f.id, []).append(f)
+    label = {"ok": "ok", "error": "FAIL", "warning": "warn", "skipped": "skip"}
+    for rid, st in report.status.items():
+        found = by_rule.pop(rid, [])
+        n_err = sum(f.severity == "error" for f in found)
+        summary = (f"{n_err} error(s), {len(found) - n_err} warning(s)" if found
+                   else "not applicable to this track or mode" if st == "skipped" else "")
+        lines.append(f"{label.get(st, st):<7}{rid:<22}{summary}".rstrip())
+        for f in found:
+            lines.append(f"       {f.severity:<8}{f.path + ': ' if f.path else ''}{f.message}")
+    for rid, found in by_rule.items():  # findings of an id outside the registry (none expected)
+        for f in found:
+            lines.append(f"{'FAIL' if f.severity == 'error' else 'warn':<7}{rid:<22}{f.path}: {f.message}")
+    lines += rerun_summary(report.rerun)
+    n_err = sum(f.severity == "error" for f in report.findings)
+    n_warn = len(report.findings) - n_err
+    verdict = "PASS" if report.ok else "FAIL"
+    lines.append(f"{verdict}: {report.root} checked as track {report.track if report.track else '?'} "
+                 f"({report.mode}): {n_err} error(s), {n_warn} warning(s)")
+    return "\n".join(lines)
+
+
+def render_rules() -> str:
+    from harness.rules import registry
+
+    lines = [f"{'RULE':<22}{'TRACKS':<8}{'MODE':<9}DESCRIPTION"]
+    for r in registry():
+        lines.append(f"{r.id:<22}{','.join(map(str, r.tracks)):<8}{r.mode:<9}{r.description}")
+    return "\n".join(lines)
+
+
+@click.command("verify")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--rerun", type=click.Choice(["predict", "full"]), default=None,
+              help="Also run the package's code on a copy: predict (byte-identical prediction.csv) or full "
+                   "(re-train, compare AUC and rank correlation). Executes the submission.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Dataset root (MicroLens_1M_MMCTR): test IDs, the provided item_info, data hashes.")
+@click.option("--track", type=click.Choice(["1", "2", "3"]), default=None,
+              help="Check as this track [default: the manifest's].")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Device of the re-run (CPU: byte-identical; CUDA: within 1e-5).")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds allowed per re-run.")
+@click.option("--auc-tolerance", type=float, default=None, help="--rerun full: |AUC - recorded| bound [0.005].")
+@click.option("--min-spearman", type=float, default=None, help="--rerun full: rank-correlation bound [0.95].")
+@click.option("--list-rules", is_flag=True, help="Print the rules (id, tracks, mode, description) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print only {ok, exit_code, findings} as JSON on stdout.")
+def verify_cmd(directory, rerun, data_dir, track, device, timeout, auc_tolerance, min_spearman, list_rules,
+               as_json) -> int:
+    """Check a submission folder against the manifest, the schemas and the competition's rules."""
+    if list_rules:
+        click.echo(render_rules())
+        return 0
+    if directory is None:
+        raise UserError("missing DIR: pass the submission folder (harness verify DIR [--data DATA_DIR])")
+    t0 = time.perf_counter()
+    report = verify_package(directory, data=data_dir, track=None if track is None else int(track), rerun=rerun,
+                            device=device, timeout=timeout, auc_tolerance=auc_tolerance,
+                            min_spearman=min_spearman, log=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(render(report))
+    click.echo(f"verified in {time.perf_counter() - t0:.1f} s", err=True)
+    return report.exit_code
