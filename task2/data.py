@@ -57,8 +57,9 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
     return pl.read_parquet(path, columns=columns)
 
 
-def _matrix(frame: pl.DataFrame, column: str, width: int | None, path: Path, dtype) -> np.ndarray:
-    """A fixed-width array/list column as a C-contiguous (N, width) numpy array."""
+def _matrix(frame: pl.DataFrame, column: str, width: int | None, path: Path, dtype=None) -> np.ndarray:
+    """A fixed-width array/list column as an (N, width) numpy array: a writable C-contiguous copy in
+    `dtype`, or with dtype=None polars' own (possibly read-only) buffer, for checks before a cast."""
     s = frame[column]
     if isinstance(s.dtype, pl.List):
         lengths = s.list.len()
@@ -75,10 +76,11 @@ def _matrix(frame: pl.DataFrame, column: str, width: int | None, path: Path, dty
         raise UserError(f"column {column} must be 2-dimensional, found shape {arr.shape}", path=path)
     if width is not None and arr.shape[1] != width:
         raise UserError(f"column {column} has width {arr.shape[1]}, expected {width}", path=path)
-    if np.issubdtype(np.dtype(dtype), np.floating):
-        if not np.isfinite(arr).all():
-            raise UserError(f"column {column} holds NaN or infinite values", path=path)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise UserError(f"column {column} holds NaN or infinite values", path=path)
+    if dtype is None:
+        return arr
+    return np.array(arr, dtype=dtype, order="C", copy=True)  # writable, owned by torch afterwards
 
 
 def _vector(frame: pl.DataFrame, column: str, path: Path) -> np.ndarray:
@@ -134,7 +136,7 @@ def read_item_info(path: str | Path, emb_dim: int | None = 128) -> ItemInfo:
     tags = _matrix(frame, "item_tags", None, path, np.int64)
     if tags.size and tags.min() < 0:
         raise UserError("item_tags holds negative ids", path=path)
-    errors = [f for f in validate_item_info(frame, n_items=frame.height) if f.severity == "error"]
+    errors = [f for f in validate_item_info(frame, path=str(path)) if f.severity == "error"]
     if errors:
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UserError(f"{errors[0].message}{more}", path=path)
@@ -180,12 +182,16 @@ def read_split(path: str | Path, n_items: int | None = None, labelled: bool = Tr
     frame = _read_parquet(path, columns)
     if frame.height == 0:
         raise UserError("the file has no rows; regenerate or re-download the split", path=path)
-    seq = _matrix(frame, "item_seq", None, path, np.int64)
+    seq = _matrix(frame, "item_seq", None, path)  # checked, then cast once to int32
+    if not np.issubdtype(seq.dtype, np.integer):
+        raise UserError(f"column item_seq must hold integer item ids, found {seq.dtype}", path=path)
     item_id = _vector(frame, "item_id", path)
     for name, values in (("item_seq", seq), ("item_id", item_id)):
         lo, hi = int(values.min()), int(values.max())
         if lo < 0:
             raise UserError(f"{name} holds a negative item id ({lo})", path=path)
+        if hi >= 2**31 - 1:
+            raise UserError(f"{name} holds item id {hi}, too large for an item table", path=path)
         if n_items is not None and hi >= n_items:
             raise UserError(f"{name} holds item id {hi}, beyond the item table ({n_items} rows, ids 0.."
                             f"{n_items - 1}); use the item_info that belongs to this dataset", path=path)
@@ -198,9 +204,16 @@ def read_split(path: str | Path, n_items: int | None = None, labelled: bool = Tr
             raise UserError(f"{name} must be in 0..{LEVEL_VOCAB - 1}, found {int(v.min())}..{int(v.max())}",
                             path=path)
         levels[name] = torch.from_numpy(v.astype(np.int32))
-    seq32 = torch.from_numpy(seq.astype(np.int32))
+    seq32 = torch.from_numpy(np.array(seq, dtype=np.int32, order="C"))
+    real = seq32 > 0  # (N, 64)
+    lengths = real.sum(dim=1, dtype=torch.int32)  # (N,)
+    first = torch.where(lengths > 0, real.int().argmax(dim=1), real.shape[1])  # (N,) first real slot
+    bad = torch.nonzero(first != real.shape[1] - lengths)
+    if len(bad):  # trimming assumes all padding on the left
+        raise UserError(f"item_seq must be left-padded with 0, most recent item last; row {int(bad[0])} has a 0 "
+                        f"between items ({len(bad)} such rows)", path=path)
     split = Split(str(path), seq32, torch.from_numpy(item_id.astype(np.int32)), levels["likes_level"],
-                  levels["views_level"], (seq32 > 0).sum(dim=1, dtype=torch.int32))
+                  levels["views_level"], lengths)
     if labelled:
         label = _vector(frame, "label", path)
         if not np.isin(label, (0, 1)).all():

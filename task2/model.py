@@ -3,9 +3,12 @@
 - `SASRecDCN` (default): the reference solution's architecture. Each item is its trainable id embedding
   (64) concatenated with its frozen 128-d `item_emb_d128` row from item_info (192 in all). The history
   goes through learned positions and a 2-layer transformer encoder (4 heads, FFN 512) with padding
-  masked out, and is pooled into a 192-d user vector. The target item is encoded the same way;
-  likes_level and views_level get 16-d embeddings each. A DCN-v2 (3 cross layers) runs in parallel with
-  an MLP 512-256-128 over [user, target, likes, views]; one linear layer gives the logit.
+  masked out (causal by default, as in SASRec), and the most recent slot's state is the 192-d user
+  vector. The target item is encoded the same way; likes_level and views_level get 16-d embeddings
+  each. A DCN-v2 (3 cross layers) runs in parallel with an MLP 512-256-128 over [user, target, likes,
+  views]; one linear layer gives the logit. In training, SASRec's next-item loss on the history
+  (`aux_weight`) is added to the CTR loss: on the demo data it raised valid AUC by about 0.003 at no
+  measurable cost in speed.
 - `DIN`: the official FuxiCTR baseline (Track 1's fixed model): item = [id emb, mean of tag embs,
   Linear(item_emb_d128)], DIN target attention (MLP over [t, h, t - h, t * h], unnormalised weights),
   DNN 1024-512-256 with batch norm.
@@ -46,6 +49,9 @@ class SASRecDCNConfig:
     ffn_dim: int = 512
     dropout: float = 0.1  # attention, residual and embedding dropout in the encoder
     pooling: str = "last"  # user vector: "last" (most recent position) or "mean" (over real items)
+    causal: bool = True  # SASRec: slot t attends to real items up to t (the last slot sees them all)
+    aux_weight: float = 3.0  # weight of SASRec's next-item loss on the history (needs causal); 0 = off
+    aux_negatives: int = 256  # uniform negative items per batch for that loss
     level_vocab: int = 11  # likes_level / views_level: 1..10, 0 = padding
     level_dim: int = 16
     cross_layers: int = 3
@@ -66,6 +72,8 @@ class SASRecDCNConfig:
             raise ValueError("max_len >= 1, n_items >= 2 and a non-empty mlp_dims are required")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.net_dropout < 1.0:
             raise ValueError("dropout and net_dropout must be in [0, 1)")
+        if self.aux_weight < 0 or self.aux_negatives < 1 or (self.aux_weight > 0 and not self.causal):
+            raise ValueError("aux_weight >= 0 (and > 0 only with causal = true), aux_negatives >= 1")
 
 
 @dataclass
@@ -170,14 +178,15 @@ class ItemEncoder(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Pre-norm transformer encoder layer: x + MHA(LN(x)), then x + FFN(LN(x)).
+    """Pre-norm transformer encoder layer: x + MHA(LN(x)), then x + FFN(LN(x)); GELU FFN.
 
     Args:
         d_model: width D; n_heads: heads (D divisible by it); ffn_dim: hidden width of the FFN;
         dropout: on attention weights and on both residual branches.
 
-    Call: x (B, L, D), attend (B, L) bool, True = real key -> (B, L, D). Keys with attend=False get zero
-    attention weight, so changing them changes no output at a real position.
+    Call: x (B, L, D), mask bool broadcastable to (B, H, L, L), True = query may attend to key
+    -> (B, L, D). Keys a query may not attend to get zero weight: changing them changes none of its
+    outputs. Every query needs at least one allowed key.
     """
 
     def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float):
@@ -185,20 +194,21 @@ class EncoderBlock(nn.Module):
         self.n_heads = n_heads
         self.dropout = dropout
         self.ln1 = nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        # no bias: a key bias adds the same q.b to every score of a query, so its true gradient is 0
+        # and Adam would turn rounding noise into updates of size lr
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model)
         self.ln2 = nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, l, d = x.shape
         h = self.n_heads
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)  # 3 x (B, L, D)
         q = q.view(b, l, h, d // h).transpose(1, 2)  # (B, H, L, D/H)
         k = k.view(b, l, h, d // h).transpose(1, 2)  # (B, H, L, D/H)
         v = v.view(b, l, h, d // h).transpose(1, 2)  # (B, H, L, D/H)
-        mask = attend[:, None, None, :]  # (B, 1, 1, L), True = take part
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)  # (B, H, L, D/H)
         a = a.transpose(1, 2).reshape(b, l, d)  # (B, L, D)
@@ -210,41 +220,59 @@ class SequenceEncoder(nn.Module):
     """History -> user vector: learned positions, `n_layers` EncoderBlocks, final LayerNorm, pooling.
 
     Args:
-        cfg: a SASRecDCNConfig (d_model, max_len, n_layers, n_heads, ffn_dim, dropout, pooling).
+        cfg: a SASRecDCNConfig (d_model, max_len, n_layers, n_heads, ffn_dim, dropout, pooling, causal).
 
     Call: seq (B, L, D) item vectors, real (B, L) bool (True = real item; left-padded, most recent last,
-    L <= max_len) -> (B, D). A row without any real item gives the zero vector.
+    L <= max_len) -> (B, D). A row without any real item gives the zero vector. `encode` gives the
+    per-slot states (B, L, D), `pool` turns them into the user vector.
 
+    Masks: a query attends only to real keys (and, when causal, only to keys at or before its slot).
     Position p of slot j is L - 1 - j (0 = most recent), so dropping leading padding columns changes
-    nothing. A row with no real item lets its queries attend to every slot (avoids an all-masked
-    softmax); its output is zeroed afterwards.
+    nothing. Queries with no real key allowed (padding slots, rows with no history) attend to their
+    own slot only, which avoids an all-masked softmax; their outputs are never pooled.
     """
 
     def __init__(self, cfg: SASRecDCNConfig):
         super().__init__()
         d = cfg.d_model
         self.pooling = cfg.pooling
+        self.causal = cfg.causal
         self.pos = nn.Embedding(cfg.max_len, d)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(d, cfg.n_heads, cfg.ffn_dim, cfg.dropout)
                                     for _ in range(cfg.n_layers))
         self.ln = nn.LayerNorm(d)
 
-    def forward(self, seq: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        b, l, d = seq.shape
+    def attention_mask(self, real: torch.Tensor) -> torch.Tensor:
+        """real (B, L) -> (B, 1, L, L) bool: query i may attend to key j."""
+        l = real.shape[1]
+        eye = torch.eye(l, dtype=torch.bool, device=real.device)  # (L, L)
+        allowed = real[:, None, None, :]  # (B, 1, 1, L) real keys only
+        if self.causal:
+            allowed = allowed & torch.ones(l, l, dtype=torch.bool, device=real.device).tril()  # key j <= query i
+        has_key = allowed.any(dim=-1, keepdim=True)  # (B, 1, L or 1, 1)
+        return allowed | (eye & ~has_key)  # (B, 1, L, L)
+
+    def encode(self, seq: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        l = seq.shape[1]
         positions = torch.arange(l - 1, -1, -1, device=seq.device)  # (L,) most recent = 0
         x = self.drop(seq + self.pos(positions)[None])  # (B, L, D)
-        has_any = real.any(dim=1)  # (B,)
-        attend = real | ~has_any[:, None]  # (B, L)
+        mask = self.attention_mask(real)  # (B, 1, L, L)
         for block in self.blocks:
-            x = block(x, attend)  # (B, L, D)
-        x = self.ln(x)  # (B, L, D)
+            x = block(x, mask)  # (B, L, D)
+        return self.ln(x)  # (B, L, D)
+
+    def pool(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        has_any = real.any(dim=1)  # (B,)
         if self.pooling == "last":
             user = x[:, -1]  # (B, D) the most recent item's slot (real whenever the row has one)
         else:
             w = real.to(x.dtype)  # (B, L)
             user = (x * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)  # (B, D)
         return user * has_any[:, None].to(x.dtype)  # (B, D)
+
+    def forward(self, seq: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.encode(seq, real), real)  # (B, D)
 
 
 class CrossNetV2(nn.Module):
@@ -295,8 +323,8 @@ class MLP(nn.Module):
 
 # ---------------------------------------------------------------------------------------------
 # Models. Both take the same batch: item_seq (B, L) int, item_id (B,), likes_level (B,), views_level
-# (B,) and return logits (B,). L may be shorter than max_len (trimmed padding); longer is cut to the
-# most recent max_len.
+# (B,) and return logits (B,), or (logits, auxiliary loss) with with_aux=True (training). L may be
+# shorter than max_len (trimmed padding); longer is cut to the most recent max_len.
 
 
 class SASRecDCN(nn.Module):
@@ -306,7 +334,8 @@ class SASRecDCN(nn.Module):
         cfg: SASRecDCNConfig.
         item_emb: (n_items, item_emb_dim) frozen table from item_info (None: zeros until loaded).
 
-    Call: item_seq (B, L), item_id (B,), likes_level (B,), views_level (B,) -> logits (B,).
+    Call: item_seq (B, L), item_id (B,), likes_level (B,), views_level (B,) -> logits (B,);
+    with_aux=True -> (logits, next-item loss), see `next_item_loss`.
     """
 
     def __init__(self, cfg: SASRecDCNConfig, item_emb: torch.Tensor | None = None):
@@ -338,15 +367,38 @@ class SASRecDCN(nn.Module):
         for layer in self.cross.layers:  # start each cross layer near the identity map
             nn.init.normal_(layer.weight, std=0.01)
 
-    def forward(self, item_seq, item_id, likes_level, views_level) -> torch.Tensor:
+    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
         seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L) True = real item
-        user = self.sequence(self.items(seq), real)  # (B, D)
+        items = self.items(seq)  # (B, L, D)
+        states = self.sequence.encode(items, real)  # (B, L, D)
+        user = self.sequence.pool(states, real)  # (B, D)
         target = self.items(item_id)  # (B, D)
         x0 = torch.cat([user, target, self.likes(likes_level.long()), self.views(views_level.long())],
                        dim=-1)  # (B, 2D + 2 level_dim)
         h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, 2D + 2 level_dim + mlp_dims[-1])
-        return self.head(h).squeeze(-1)  # (B,)
+        logits = self.head(h).squeeze(-1)  # (B,)
+        if not with_aux:
+            return logits
+        return logits, self.next_item_loss(states, items, seq)
+
+    def next_item_loss(self, states: torch.Tensor, items: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+        """aux_weight x SASRec's next-item loss: the state after item t scores item t + 1 against
+        `aux_negatives` items drawn uniformly (one draw per batch, from the global RNG), softmax
+        cross-entropy, averaged over the slots where both t and t + 1 are real items.
+
+        states (B, L, D), items (B, L, D) the item vectors, seq (B, L) ids -> scalar.
+        """
+        if self.cfg.aux_weight == 0 or seq.shape[1] < 2:
+            return states.new_zeros(())
+        h = states[:, :-1]  # (B, L-1, D) state after item t
+        valid = (seq[:, :-1] > 0) & (seq[:, 1:] > 0)  # (B, L-1)
+        negs = torch.randint(1, self.cfg.n_items, (self.cfg.aux_negatives,), device=seq.device)  # (K,)
+        pos = (h * items[:, 1:]).sum(-1, keepdim=True)  # (B, L-1, 1)
+        neg = h @ self.items(negs).T  # (B, L-1, K)
+        neg = neg.masked_fill(seq[:, 1:, None] == negs, float("-inf"))  # a negative that is the positive
+        nll = torch.logsumexp(torch.cat([pos, neg], dim=-1), dim=-1) - pos.squeeze(-1)  # (B, L-1)
+        return self.cfg.aux_weight * (nll * valid).sum() / valid.sum().clamp_min(1)
 
     def regularization_loss(self) -> torch.Tensor | float:
         return 0.0
@@ -429,7 +481,7 @@ class DIN(nn.Module):
         d = self.cfg.embedding_dim
         return torch.cat([base[..., :d], tag_mean, self.emb_proj(base[..., d:])], dim=-1)  # (..., 2d + E)
 
-    def forward(self, item_seq, item_id, likes_level, views_level) -> torch.Tensor:
+    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
         seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L)
         history = self.encode_items(seq)  # (B, L, Di)
@@ -437,7 +489,8 @@ class DIN(nn.Module):
         pooled = self.attention(target, history, real)  # (B, Di)
         x = torch.cat([self.likes(likes_level.long()), self.views(views_level.long()), target, pooled],
                       dim=-1)  # (B, 2d + 2Di)
-        return self.head(self.dnn(x)).squeeze(-1)  # (B,)
+        logits = self.head(self.dnn(x)).squeeze(-1)  # (B,)
+        return (logits, logits.new_zeros(())) if with_aux else logits
 
     def regularization_loss(self) -> torch.Tensor | float:
         """FuxiCTR's L2 terms: embedding_regularizer/2 * ||E||^2 on embeddings, net_regularizer on the rest."""

@@ -33,7 +33,7 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 @torch.inference_mode()
-def score_split(model: nn.Module, split: Split, batch_size: int = 8192, length_aware: bool = True,
+def score_split(model: nn.Module, split: Split, batch_size: int = 1024, length_aware: bool = True,
                 amp_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Logits (N,) float32 on the CPU, in the split's row order.
 
@@ -96,7 +96,7 @@ def zip_bytes(name: str, data: bytes) -> bytes:
 
 
 def predict(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, track: int = 2,
-            device: str = "cpu", batch_size: int = 8192) -> dict:
+            device: str = "cpu", batch_size: int = 1024) -> dict:
     """Write OUT_DIR/prediction.csv, prediction.zip and predict.json; return predict.json's content."""
     from harness.schemas import validate_prediction
 
@@ -118,8 +118,9 @@ def predict(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, trac
     t_score = time.perf_counter() - t1
 
     column = TRACK_COLUMNS[track]
-    frame = pl.DataFrame({"ID": test.ids.cpu().numpy(), column: scores})
-    errors = [f for f in validate_prediction(frame, test_ids=test.ids.cpu().numpy()) if f.severity == "error"]
+    frame = pl.DataFrame({"ID": test.ids.cpu().numpy(), column: scores.astype("float64")})
+    errors = [f for f in validate_prediction(frame, test_ids=test.ids.cpu().numpy(),
+                                                      path=str(out_dir / "prediction.csv")) if f.severity == "error"]
     if errors:  # e.g. IDs out of order in the test file, or non-finite scores from a diverged run
         raise UserError(f"the prediction fails the submission schema: {errors[0].message}", path=test_path)
     csv = frame.write_csv().encode("utf-8")

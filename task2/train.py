@@ -1,0 +1,388 @@
+"""Training, top to bottom: config, data, model, optimizer, loop (train, evaluate, decay, stop), checkpoint.
+
+`train(data_dir, out_dir, config)` trains one model and writes the run folder:
+
+    RUN_DIR/model.safetensors     best epoch's state_dict, flat name -> tensor (frozen tables included)
+    RUN_DIR/model_args.json       {"model_class": ..., "config": {...}}: rebuilds the model (build_model)
+    RUN_DIR/config.json           the full run config (TrainConfig, resolved model config, inputs)
+    RUN_DIR/metrics.jsonl         one line per epoch: train/valid loss, valid AUC, lr, seconds, samples/s
+    RUN_DIR/training_curves.png   losses and valid AUC per epoch
+    RUN_DIR/run.json              seed, seeding flags, environment fingerprint, input sha256, best epoch,
+                                  best valid AUC, timings
+
+Every file is written atomically. The run is seeded with `harness.seeding.seed_everything`; on the CPU
+two runs with the same seed and thread count give bit-identical model.safetensors.
+
+Loss: BCE with logits on the label, plus the model's auxiliary loss (SASRecDCN's next-item loss) and
+regulariser (DIN's L2 terms). Schedule: AdamW at `learning_rate`, multiplied by `lr_epoch_decay` after every epoch and by `lr_decay`
+after every epoch whose valid AUC is not a new best; training stops after `early_stop_patience` epochs
+without a new best, or after `epochs`. Gradients are clipped to `grad_clip`. On CUDA,
+autocast in bf16 where supported, else fp16 with a GradScaler (a T4 has no bf16).
+
+Several processes (torchrun --nproc_per_node N -m task2 train ...): DistributedDataParallel, NCCL on
+CUDA and gloo on the CPU. `batch_size` is the *global* (effective) batch: each rank takes an interleaved
+share of every global batch and the loss is normalised by the global batch size, so the update is the
+single-process one up to floating-point reduction order (BatchNorm statistics and dropout masks are per
+rank). Only rank 0 writes the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from harness.env import fingerprint
+from harness.errors import UserError
+from harness.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
+from harness.metrics import auc as roc_auc
+from harness.seeding import seed_everything, torch_generator
+from task2.data import iterate_batches, read_item_info, read_split, split_path
+from task2.model import DIN, MODEL_CLASSES, DINConfig, config_from_dict, model_args
+from task2.predict import score_split
+
+
+RUN_FILES = ("model.safetensors", "model_args.json", "config.json", "metrics.jsonl", "training_curves.png",
+             "run.json")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides the data paths. `model` overrides fields of the model's config
+    dataclass (SASRecDCNConfig or DINConfig); n_items and n_tags come from item_info."""
+
+    model_class: str = "SASRecDCN"
+    model: dict = field(default_factory=dict)
+    epochs: int = 3  # demo scale: valid AUC still rises at epoch 3; raise it for full-size data
+    batch_size: int = 512  # global (effective) batch size, over all DDP ranks
+    eval_batch_size: int = 1024
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0  # AdamW, on matrices and embeddings only
+    lr_epoch_decay: float = 0.7  # lr *= this after every epoch
+    lr_decay: float = 0.5  # and lr *= this after an epoch without a new best valid AUC
+    min_learning_rate: float = 1e-5
+    early_stop_patience: int = 2  # epochs without a new best valid AUC before stopping
+    grad_clip: float = 1.0
+    length_aware: bool = True  # sort by history length within buckets and trim padding per batch
+    bucket_batches: int = 64
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # CUDA only
+    deterministic: bool = True  # torch.use_deterministic_algorithms and friends
+
+    def check(self) -> None:
+        if self.model_class not in MODEL_CLASSES:
+            raise ValueError(f"model_class must be one of {sorted(MODEL_CLASSES)}, got {self.model_class!r}")
+        if not isinstance(self.model, dict):
+            raise ValueError("model must be an object of model config fields")
+        positive = ("epochs", "batch_size", "eval_batch_size", "bucket_batches")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.learning_rate <= 0 or self.min_learning_rate < 0 or self.weight_decay < 0 or self.grad_clip <= 0:
+            raise ValueError("learning_rate and grad_clip must be > 0; min_learning_rate, weight_decay >= 0")
+        if not (0 < self.lr_decay <= 1 and 0 < self.lr_epoch_decay <= 1):
+            raise ValueError("lr_decay and lr_epoch_decay must be in (0, 1]")
+        if self.early_stop_patience < 1:
+            raise ValueError("early_stop_patience must be >= 1")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+# The official baseline's training for DIN (FuxiCTR 2.3.7, DIN_MicroLens_1M_x1): Adam at a constant
+# 1e-3, batch 8192, early stopping with patience 3, gradient norm clipped at 10, random batches (its
+# batch norm sees unsorted batches). Track 1 may change only learning_rate and batch_size here (and
+# embedding_regularizer, net_regularizer, net_dropout in the model config).
+DIN_BASELINE_TRAIN = {"epochs": 100, "batch_size": 8192, "learning_rate": 1e-3, "weight_decay": 0.0,
+                      "lr_epoch_decay": 1.0, "lr_decay": 1.0, "early_stop_patience": 3, "grad_clip": 10.0,
+                      "length_aware": False}
+
+
+def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
+    """Defaults, then the JSON file's values, then `overrides` (CLI flags, None = not given).
+
+    With model_class "DIN" the defaults are DIN_BASELINE_TRAIN's. A bad key or value is a UserError
+    naming the file.
+    """
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError("config file not found", path=path)
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"not valid JSON: {e}", path=path) from e
+        if not isinstance(values, dict):
+            raise UserError("the config must be a JSON object of TrainConfig fields", path=path)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("model_class") == "DIN":
+        values = {**DIN_BASELINE_TRAIN, **values}
+    try:
+        cfg = config_from_dict(TrainConfig, values)
+        _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
+        config_from_dict(model_cfg_cls, dict(cfg.model))  # check model keys early, before reading data
+    except (ValueError, TypeError, KeyError) as e:
+        raise UserError(f"bad config: {e}", path=path) from e
+    return cfg
+
+
+def _dist_info() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    return torch.device("cpu")
+
+
+def _curves_png(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax1.plot(epochs, [r["train_loss"] for r in rows], marker="o", label="train")
+    ax1.plot(epochs, [r["valid_loss"] for r in rows], marker="o", label="valid")
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("BCE loss"), ax1.legend()
+    ax2.plot(epochs, [r["valid_auc"] for r in rows], marker="o", color="C2")
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("valid AUC")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _save_checkpoint(path: Path, model: torch.nn.Module) -> None:
+    from safetensors.torch import save
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    write_bytes_atomic(path, save(state))
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
+          item_info: str | Path | None = None, log: Callable[[str], None] = _stderr,
+          progress: bool | None = None) -> dict:
+    """Train one model; write the run folder (see the module docstring); return run.json's content."""
+    cfg = config or TrainConfig()
+    cfg.check()
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+
+    # --- processes, seeds, device ---------------------------------------------------------------
+    seeding = seed_everything(cfg.seed, deterministic=cfg.deterministic)  # before CUDA initialises
+    rank, local_rank, world = _dist_info()
+    device = resolve_device(cfg.device, local_rank)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+
+    # --- data ------------------------------------------------------------------------------------
+    model_cls, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
+    model_values = dict(cfg.model)
+    emb_dim = model_values.get("item_emb_dim", model_cfg_cls().item_emb_dim)
+    item_info_path = Path(item_info) if item_info is not None else split_path(data_dir, "item_info")
+    items = read_item_info(item_info_path, emb_dim=emb_dim)
+    train_path, valid_path = split_path(data_dir, "train"), split_path(data_dir, "valid")
+    train_split = read_split(train_path, n_items=items.n_items).to(device)
+    valid_split = read_split(valid_path, n_items=items.n_items).to(device)
+    t_loaded = time.perf_counter()
+    log(f"data: {len(train_split):,} train, {len(valid_split):,} valid rows, {items.n_items:,} items "
+        f"({t_loaded - t_start:.1f} s)")
+
+    # --- model -----------------------------------------------------------------------------------
+    if model_values.setdefault("n_items", items.n_items) != items.n_items:
+        raise UserError(f"model.n_items = {model_values['n_items']} but item_info has {items.n_items} rows; "
+                        "drop n_items from the config", path=item_info_path)
+    if model_cfg_cls is DINConfig and model_values.setdefault("n_tags", items.n_tags) < items.n_tags:
+        raise UserError(f"item_tags holds tag id {items.n_tags - 1}, beyond model.n_tags = "
+                        f"{model_values['n_tags']}; drop n_tags from the config", path=item_info_path)
+    model_cfg = config_from_dict(model_cfg_cls, model_values)
+    if model_cls is DIN:
+        model = DIN(model_cfg, items.item_emb, items.item_tags)
+    else:
+        model = model_cls(model_cfg, items.item_emb)
+    model = model.to(device)
+    args = model_args(model)
+    torch.manual_seed(cfg.seed + rank)  # dropout streams: rank 0 matches a single-process run
+    raw_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    decay = [p for p in raw_model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in raw_model.parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    generator = torch_generator(cfg.seed)
+
+    inputs = {"train": train_path, "valid": valid_path, "item_info": item_info_path}
+    full_config = {
+        "train": dataclasses.asdict(cfg),
+        "model_args": args,
+        "data_dir": str(data_dir),
+        "inputs": {k: str(v) for k, v in inputs.items()},
+        "device": str(device),
+        "world_size": world,
+        "effective_batch_size": cfg.batch_size,
+        "per_rank_batch_size": math.ceil(cfg.batch_size / world),
+        "amp_dtype": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+    }
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in RUN_FILES:  # an overwritten run folder must not mix two runs
+            (out_dir / stale).unlink(missing_ok=True)
+        write_json_atomic(out_dir / "config.json", full_config)
+        write_json_atomic(out_dir / "model_args.json", args)
+
+    # --- loop ------------------------------------------------------------------------------------
+    from tqdm import tqdm
+
+    max_len = model_cfg.max_len
+    n_batches = math.ceil(len(train_split) / cfg.batch_size)
+    lr = cfg.learning_rate
+    rows: list[dict] = []
+    best_auc, best_epoch, since_best = -1.0, 0, 0
+    train_seconds, samples_total = 0.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        aux_sum = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
+        # progress=None: a bar on rank 0 when stderr is a terminal (tqdm's disable=None)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}", file=sys.stderr, leave=False,
+                   disable=(None if is_main else True) if progress is None else not (progress and is_main))
+        for batch in iterate_batches(train_split, cfg.batch_size, max_len=max_len, shuffle=True,
+                                     generator=generator, length_aware=cfg.length_aware,
+                                     bucket_batches=cfg.bucket_batches, rank=rank, world_size=world):
+            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
+                logits, aux = model(batch["item_seq"], batch["item_id"], batch["likes_level"],
+                                    batch["views_level"], with_aux=True)
+            bce = F.binary_cross_entropy_with_logits(logits.float(), batch["label"], reduction="sum")
+            loss = bce * (world / batch["global_size"]) + aux.float() + raw_model.regularization_loss()
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += bce.detach().double()
+            aux_sum += aux.detach().double() * len(batch["rows"])
+            seen += len(batch["rows"])
+            bar.update(1)
+        bar.close()
+        if world > 1:
+            import torch.distributed as dist
+
+            totals = torch.stack([loss_sum, aux_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)])
+            dist.all_reduce(totals)
+            loss_sum, aux_sum, seen = totals[0], totals[1], int(totals[2].item())
+        epoch_s = time.perf_counter() - t0
+        train_seconds += epoch_s
+        samples_total += seen
+
+        # evaluate on valid: every rank holds the same weights; rank 0's numbers decide
+        t1 = time.perf_counter()
+        logits = score_split(raw_model, valid_split, cfg.eval_batch_size, cfg.length_aware, amp_dtype)
+        labels = valid_split.label.cpu()
+        valid_loss = float(F.binary_cross_entropy_with_logits(logits, labels))
+        valid_auc = roc_auc(labels.numpy(), logits.numpy())
+        if world > 1:
+            import torch.distributed as dist
+
+            shared = torch.tensor([valid_auc, valid_loss], dtype=torch.float64, device=device)
+            dist.broadcast(shared, src=0)
+            valid_auc, valid_loss = float(shared[0]), float(shared[1])
+        eval_s = time.perf_counter() - t1
+
+        improved = valid_auc > best_auc
+        if improved:
+            best_auc, best_epoch, since_best = valid_auc, epoch, 0
+            if is_main:
+                _save_checkpoint(out_dir / "model.safetensors", raw_model)
+        else:
+            since_best += 1
+        row = {
+            "epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1),
+            "train_aux_loss": float(aux_sum) / max(seen, 1), "valid_loss": valid_loss,
+            "valid_auc": valid_auc, "lr": lr, "epoch_s": round(epoch_s, 3), "eval_s": round(eval_s, 3),
+            "samples_per_s": round(seen / max(epoch_s, 1e-9), 1), "best": improved,
+        }
+        rows.append(row)
+        if is_main:
+            write_text_atomic(out_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+            log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, valid loss {valid_loss:.4f}, "
+                f"valid AUC {valid_auc:.4f}{' *' if improved else ''}, lr {lr:.2e}, {epoch_s:.1f} s, "
+                f"{row['samples_per_s']:,.0f} samples/s")
+        if since_best >= cfg.early_stop_patience:
+            break
+        lr = lr * cfg.lr_epoch_decay * (1.0 if improved else cfg.lr_decay)
+        lr = max(lr, cfg.min_learning_rate)
+
+    # --- run record ------------------------------------------------------------------------------
+    run = {
+        "seed": cfg.seed,
+        "seeding": seeding,
+        "env": fingerprint(),
+        "inputs": {k: {"path": str(v), "sha256": sha256_file(v)} for k, v in inputs.items()},
+        "model_class": cfg.model_class,
+        "best_epoch": best_epoch,
+        "best_valid_auc": best_auc,
+        "epochs_run": len(rows),
+        "stopped_early": len(rows) < cfg.epochs,
+        "world_size": world,
+        "device": str(device),
+        "train_rows": len(train_split),
+        "parameters": {
+            "trainable": int(sum(p.numel() for p in raw_model.parameters() if p.requires_grad)),
+            "frozen_buffers": int(sum(b.numel() for b in raw_model.buffers())),
+        },
+        "timings_s": {
+            "load": round(t_loaded - t_start, 3),
+            "train": round(train_seconds, 3),
+            "total": round(time.perf_counter() - t_start, 3),
+        },
+        "train_samples_per_s": round(samples_total / max(train_seconds, 1e-9), 1),
+    }
+    if is_main:
+        _curves_png(out_dir / "training_curves.png", rows)
+        write_json_atomic(out_dir / "run.json", run)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return run

@@ -1,0 +1,9 @@
+"""Constants shared by the task2 tests (a plain module: test folders here are not packages)."""
+
+MINI_TRAIN_ROWS = 3000
+
+# A small SASRecDCN: every module of the reference architecture, narrower and shallower, so that a
+# CPU epoch over MINI_TRAIN_ROWS rows takes about a second.
+FAST_MODEL = {"id_emb_dim": 16, "n_layers": 1, "ffn_dim": 64, "max_len": 16, "cross_layers": 2,
+              "mlp_dims": [64, 32], "dropout": 0.1}
+FAST_TRAIN = {"model": FAST_MODEL, "epochs": 2, "batch_size": 256, "learning_rate": 2e-3}

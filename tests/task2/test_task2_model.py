@@ -1,0 +1,273 @@
+"""Shapes and masks of every module of task2/model.py, the config contract and checkpoint rebuilds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from task2.model import (DIN, MLP, CrossNetV2, DINAttention, DINConfig, EncoderBlock, ItemEncoder,
+                         SASRecDCN, SASRecDCNConfig, SequenceEncoder, build_model, config_from_dict,
+                         flops_per_sample, model_args)
+
+N_ITEMS = 50
+SMALL = dict(n_items=N_ITEMS, item_emb_dim=8, id_emb_dim=8, max_len=12, n_heads=4, ffn_dim=32,
+             mlp_dims=(16, 8), dropout=0.0)
+
+
+def _batch(b=6, l=12, seed=0, min_len=1):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(1, N_ITEMS, (b, l), generator=g)
+    lengths = torch.randint(min_len, l + 1, (b,), generator=g)
+    seq[torch.arange(l)[None, :] < (l - lengths)[:, None]] = 0  # left padding
+    item = torch.randint(1, N_ITEMS, (b,), generator=g)
+    likes = torch.randint(1, 11, (b,), generator=g)
+    views = torch.randint(1, 11, (b,), generator=g)
+    return seq, item, likes, views
+
+
+def _sasrec(**kw):
+    torch.manual_seed(0)
+    cfg = SASRecDCNConfig(**{**SMALL, **kw})
+    return SASRecDCN(cfg, torch.randn(N_ITEMS, cfg.item_emb_dim)).eval()
+
+
+def _din(**kw):
+    torch.manual_seed(0)
+    cfg = DINConfig(**{**dict(n_items=N_ITEMS, item_emb_dim=8, n_tags=20, embedding_dim=4, max_len=12,
+                              attention_units=(16, 8), dnn_units=(16, 8)), **kw})
+    tags = torch.randint(0, 20, (N_ITEMS, 5))
+    tags[0] = 0
+    return DIN(cfg, torch.randn(N_ITEMS, cfg.item_emb_dim), tags).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules
+
+
+def test_item_encoder_shape_and_frozen_buffer():
+    table = torch.randn(N_ITEMS, 8)
+    enc = ItemEncoder(N_ITEMS, 4, table)
+    out = enc(torch.tensor([[0, 3], [7, 1]]))
+    assert out.shape == (2, 2, 12)
+    assert torch.equal(out[0, 0], torch.zeros(12) + torch.cat([torch.zeros(4), table[0]]))  # padding id row is 0
+    assert torch.equal(out[1, 0, 4:], table[7])
+    assert "item_emb_d128" in enc.state_dict() and "item_emb_d128" not in dict(enc.named_parameters())
+    assert not enc.item_emb_d128.requires_grad
+    out.sum().backward()
+    assert enc.id_emb.weight.grad is not None and enc.item_emb_d128.grad is None
+
+
+def test_encoder_block_ignores_masked_keys():
+    torch.manual_seed(0)
+    block = EncoderBlock(16, 4, 32, 0.0).eval()
+    x = torch.randn(3, 7, 16)
+    real = torch.ones(3, 7, dtype=torch.bool)
+    real[:, :3] = False
+    mask = real[:, None, None, :]  # (B, 1, 1, L): keys only
+    y = block(x, mask)
+    assert y.shape == (3, 7, 16)
+    x2 = x.clone()
+    x2[:, :3] = torch.randn(3, 3, 16) * 100  # change only the masked slots
+    y2 = block(x2, mask)
+    torch.testing.assert_close(y2[:, 3:], y[:, 3:], rtol=0, atol=1e-6)
+    x3 = x.clone()
+    x3[:, 5] += torch.randn(3, 16)  # change a real slot: other real outputs must move
+    assert not torch.allclose(block(x3, mask)[:, 6], y[:, 6])
+
+
+@pytest.mark.parametrize("pooling,causal", [("last", True), ("last", False), ("mean", True), ("mean", False)])
+def test_sequence_encoder_padding_invariance_and_empty_rows(pooling, causal):
+    cfg = SASRecDCNConfig(**{**SMALL, "pooling": pooling, "causal": causal})
+    torch.manual_seed(0)
+    enc = SequenceEncoder(cfg).eval()
+    seq = torch.randn(4, 12, cfg.d_model)
+    real = torch.zeros(4, 12, dtype=torch.bool)
+    real[0, -1:] = True
+    real[1, -5:] = True
+    real[2, :] = True  # full row; row 3 has no real item
+    user = enc(seq, real)
+    assert user.shape == (4, cfg.d_model)
+    assert torch.isfinite(user).all()
+    assert torch.equal(user[3], torch.zeros(cfg.d_model))
+    seq2 = seq.clone()
+    seq2[~real] = torch.randn(int((~real).sum()), cfg.d_model) * 50  # perturb padded slots only
+    torch.testing.assert_close(enc(seq2, real), user, rtol=0, atol=1e-5)
+    # a mask with the wrong polarity would attend to padding: the perturbation would then show
+    assert not torch.allclose(enc(seq2, ~real)[:2], enc(seq, ~real)[:2])
+    # trimming leading padding columns keeps every position: same user vectors
+    torch.testing.assert_close(enc(seq[:2, -5:], real[:2, -5:]), user[:2], rtol=0, atol=1e-5)
+
+
+def test_sequence_encoder_causal_mask():
+    cfg = SASRecDCNConfig(**SMALL)
+    torch.manual_seed(0)
+    enc = SequenceEncoder(cfg).eval()
+    seq = torch.randn(2, 12, cfg.d_model)
+    real = torch.ones(2, 12, dtype=torch.bool)
+    real[:, :4] = False
+    mask = enc.attention_mask(real)
+    assert mask.shape == (2, 1, 12, 12)
+    assert torch.equal(mask[0, 0, 6], torch.tensor([False] * 4 + [True] * 3 + [False] * 5))  # real keys <= 6
+    assert torch.equal(mask[0, 0, 2], torch.eye(12, dtype=torch.bool)[2])  # padding query: itself only
+    x = enc.encode(seq, real)
+    seq2 = seq.clone()
+    seq2[:, 9:] += torch.randn(2, 3, cfg.d_model)  # change items after slot 8
+    x2 = enc.encode(seq2, real)
+    torch.testing.assert_close(x2[:, 4:9], x[:, 4:9], rtol=0, atol=1e-6)  # states up to slot 8 unchanged
+    assert not torch.allclose(x2[:, -1], x[:, -1])  # the last slot sees everything
+
+
+def test_next_item_loss():
+    model = _sasrec(aux_weight=0.5, aux_negatives=16).train()
+    seq, item, likes, views = _batch(min_len=2)
+    logits, aux = model(seq, item, likes, views, with_aux=True)
+    assert logits.shape == (6,) and aux.shape == () and aux.item() > 0
+    aux.backward()
+    assert model.items.id_emb.weight.grad.abs().sum() > 0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = aux.item()
+    for _ in range(30):  # the loss is learnable: a few steps on one batch bring it down
+        opt.zero_grad()
+        model(seq, item, likes, views, with_aux=True)[1].backward()
+        opt.step()
+    assert model(seq, item, likes, views, with_aux=True)[1].item() < 0.5 * first
+    assert _sasrec(aux_weight=0.0)(seq, item, likes, views, with_aux=True)[1] == 0  # aux_weight 0: no loss
+    with pytest.raises(ValueError, match="causal"):
+        SASRecDCNConfig(**{**SMALL, "aux_weight": 1.0, "causal": False}).check()
+
+
+def test_sequence_encoder_gradients_finite_for_empty_rows():
+    cfg = SASRecDCNConfig(**SMALL)
+    enc = SequenceEncoder(cfg).train()
+    seq = torch.randn(2, 12, cfg.d_model, requires_grad=True)
+    real = torch.zeros(2, 12, dtype=torch.bool)
+    real[0, -3:] = True
+    enc(seq, real).sum().backward()
+    assert torch.isfinite(seq.grad).all()
+    assert torch.equal(seq.grad[0, :9], torch.zeros(9, cfg.d_model))  # no gradient into padded slots
+
+
+def test_crossnet_v2_formula():
+    torch.manual_seed(0)
+    net = CrossNetV2(6, 2)
+    x0 = torch.randn(3, 6)
+    x1 = x0 * net.layers[0](x0) + x0
+    x2 = x0 * net.layers[1](x1) + x1
+    torch.testing.assert_close(net(x0), x2)
+    assert net(x0).shape == (3, 6)
+
+
+def test_mlp_shapes_and_layers():
+    mlp = MLP(10, (8, 4), dropout=0.1, batch_norm=True)
+    kinds = [type(m).__name__ for m in mlp.net]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear", "BatchNorm1d", "ReLU", "Dropout"]
+    assert mlp(torch.randn(5, 10)).shape == (5, 4)
+    assert [type(m).__name__ for m in MLP(10, (8,)).net] == ["Linear", "ReLU"]
+
+
+def test_din_attention_masks_padding():
+    torch.manual_seed(0)
+    att = DINAttention(6, (8, 4), 0.0).eval()
+    t, h = torch.randn(2, 6), torch.randn(2, 5, 6)
+    real = torch.tensor([[False, False, True, True, True], [False] * 5])
+    out = att(t, h, real)
+    assert out.shape == (2, 6)
+    assert torch.equal(out[1], torch.zeros(6))
+    h2 = h.clone()
+    h2[0, :2] = 99.0
+    torch.testing.assert_close(att(t, h2, real), out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def test_sasrecdcn_shapes_and_masks():
+    model = _sasrec()
+    seq, item, likes, views = _batch()
+    out = model(seq, item, likes, views)
+    assert out.shape == (6,) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    # item ids older than max_len are never read
+    longer = torch.cat([torch.randint(1, N_ITEMS, (6, 5)), seq], dim=1)
+    torch.testing.assert_close(model(longer, item, likes, views), out, rtol=0, atol=0)
+    # length-aware trimming: cut the leading all-padding columns
+    keep = int((seq > 0).sum(1).max())
+    torch.testing.assert_close(model(seq[:, -keep:], item, likes, views), out, rtol=0, atol=1e-5)
+    # zeroing the histories must change the output (the history is used)
+    assert (model(torch.zeros_like(seq), item, likes, views) - out).abs().max() > 1e-4
+    # so must the target item and the levels
+    assert (model(seq, (item % (N_ITEMS - 1)) + 1, likes, views) - out).abs().max() > 1e-4
+    assert (model(seq, item, 11 - likes, views) - out).abs().max() > 1e-4
+
+
+def test_din_shapes_masks_and_regularizer():
+    model = _din()
+    seq, item, likes, views = _batch()
+    out = model(seq, item, likes, views)
+    assert out.shape == (6,) and torch.isfinite(out).all()
+    keep = int((seq > 0).sum(1).max())
+    torch.testing.assert_close(model(seq[:, -keep:], item, likes, views), out, rtol=0, atol=1e-5)
+    assert (model(torch.zeros_like(seq), item, likes, views) - out).abs().max() > 1e-6
+    assert model.encode_items(item).shape == (6, model.cfg.item_dim)
+    reg = model.regularization_loss()
+    expected = 0.5 * model.cfg.embedding_regularizer * sum(
+        m.weight.pow(2).sum() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    torch.testing.assert_close(reg, expected)
+    assert _din(embedding_regularizer=0.0).regularization_loss() == 0.0
+
+
+def test_din_default_config_is_the_official_baseline():
+    cfg = DINConfig()
+    assert (cfg.embedding_dim, cfg.attention_units, cfg.dnn_units, cfg.max_len) == (64, (512, 256), (1024, 512, 256), 64)
+    assert cfg.item_dim == 256 and cfg.batch_norm and cfg.attention_dropout == 0.1
+
+
+def test_reference_architecture_defaults():
+    cfg = SASRecDCNConfig()
+    assert (cfg.id_emb_dim, cfg.item_emb_dim, cfg.d_model) == (64, 128, 192)
+    assert (cfg.n_layers, cfg.n_heads, cfg.ffn_dim, cfg.level_dim, cfg.cross_layers) == (2, 4, 512, 16, 3)
+    assert cfg.mlp_dims == (512, 256, 128)
+    model = SASRecDCN(dataclasses.replace(cfg, n_items=10))
+    assert model.head.in_features == 2 * 192 + 2 * 16 + 128
+
+
+@pytest.mark.parametrize("make", [_sasrec, _din])
+def test_build_model_roundtrip_strict(make):
+    model = make()
+    args = model_args(model)
+    rebuilt = build_model(args)
+    buffers = dict(rebuilt.named_buffers())
+    assert torch.count_nonzero(buffers["items.item_emb_d128"]) == 0  # zeros until loaded
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    rebuilt.eval()
+    seq, item, likes, views = _batch()
+    torch.testing.assert_close(rebuilt(seq, item, likes, views), model(seq, item, likes, views), rtol=0, atol=0)
+    assert "items.item_emb_d128" in model.state_dict()
+
+
+def test_config_from_dict_errors():
+    with pytest.raises(ValueError, match="unknown SASRecDCNConfig key"):
+        config_from_dict(SASRecDCNConfig, {"n_layer": 2})
+    with pytest.raises(ValueError, match="must be an integer"):
+        config_from_dict(SASRecDCNConfig, {"n_layers": 2.5})
+    with pytest.raises(ValueError, match="list of integers"):
+        config_from_dict(SASRecDCNConfig, {"mlp_dims": 64})
+    with pytest.raises(ValueError, match="divisible"):
+        config_from_dict(SASRecDCNConfig, {"n_heads": 5})
+    with pytest.raises(ValueError, match="pooling"):
+        config_from_dict(SASRecDCNConfig, {"pooling": "max"})
+    assert config_from_dict(SASRecDCNConfig, {"mlp_dims": [8, 4], "dropout": 0}).mlp_dims == (8, 4)
+    with pytest.raises(ValueError, match="unknown model_class"):
+        build_model({"model_class": "Wide", "config": {}})
+
+
+def test_flops_count_grows_with_history():
+    args = model_args(_sasrec())
+    short, long = flops_per_sample(args, 4), flops_per_sample(args, 12)
+    assert long["forward_flops"] > short["forward_flops"] > 0
+    assert short["train_flops"] == 3 * short["forward_flops"]
+    # the dominant term by hand: 2 layers x L tokens x (4 D^2 + 2 D F) multiply-adds
+    d, f = 16, 32
+    assert short["forward_flops"] > 2 * 2 * 4 * (4 * d * d + 2 * d * f)
