@@ -269,8 +269,11 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
         raise UserError("RUN_DIR not found; pass the folder holding task2/, prediction/ (and task1/)", path=run_dir)
     if out.exists() and not overwrite:
         raise UserError("already exists; choose a new --out or pass --overwrite", path=out)
-    if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
-        raise UserError("--out must be outside RUN_DIR", path=out)
+    # RUN_DIR/submission (what reproduce.sh writes) is fine; only the folders that are packaged are off limits.
+    inputs = [run_dir.resolve()] + [(run_dir / name).resolve() for name in ("task1", "task2", "prediction")]
+    if out.resolve() == inputs[0] or any(d == out.resolve() or d in out.resolve().parents for d in inputs[1:]):
+        raise UserError("--out must not be RUN_DIR or one of its task1/, task2/, prediction/ folders; "
+                        "use e.g. RUN_DIR/submission", path=out)
     t2, pred_dir, t1 = run_dir / "task2", run_dir / "prediction", run_dir / "task1"
     args_doc = _read_json(t2 / "model_args.json", "model_args.json")
     run_doc = _read_json(t2 / "run.json", "run.json")

@@ -146,6 +146,17 @@ def test_package_usage_errors(run2, run2_copy, tmp_path, harness_cli):
     assert code == 2 and "already exists; choose a new --out or pass --overwrite" in err
 
 
+def test_package_inside_the_run_folder(run2_copy, tiny_data, harness_cli):
+    """reproduce.sh writes RUN_DIR/submission; the packaged folders themselves are refused."""
+    code, stdout, err = harness_cli("package", run2_copy, "--out", run2_copy / "task2" / "sub")
+    assert code == 2 and "--out must not be RUN_DIR or one of its task1/, task2/, prediction/" in err
+    assert not (run2_copy / "task2" / "sub").exists()
+    code, stdout, err = harness_cli("package", run2_copy, "--out", run2_copy / "submission", "--data", tiny_data)
+    assert code == 0, err
+    assert (run2_copy / "submission" / "MANIFEST.json").is_file()
+    assert not (run2_copy / "submission" / "outputs" / "submission").exists()
+
+
 def test_package_overwrite_and_mit(run2, tmp_path, tiny_data, harness_cli):
     out = tmp_path / "s"
     (out).mkdir()
