@@ -130,13 +130,17 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
             cfg["image_model"] = o["image_model"]
         if o["text_model"]:
             cfg["text_model"] = o["text_model"]
+        if o["reducer"]:
+            cfg["reducer"] = o["reducer"]
         cmd = harness_cmd("embed", "--data", data, "--out", paths["task1"], "--profile", o["profile"],
                           "--seed", seed, "--device", o["device"])
         if cfg:
             cfg_path = run / "configs" / "task1.json"
             write_json_atomic(cfg_path, cfg)
             cmd += ["--config", str(cfg_path)]
-        stages.append(Stage("embed", cmd, data_inputs, [paths["task1"] / "item_info.parquet"]))
+        # the config file is an input: changing --reducer or a model re-runs the stage
+        stages.append(Stage("embed", cmd, data_inputs + ([cfg_path] if cfg else []),
+                            [paths["task1"] / "item_info.parquet"]))
         item_info = paths["task1"] / "item_info.parquet"
     paths["item_info"] = item_info
 
@@ -145,13 +149,15 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     if track == "1":
         cmd += ["--model", "DIN"]
     cfg = dict(HARDWARE[o["hardware"]]["task2"])
+    train_inputs = [data / X1, item_info]
     if cfg:
         cfg_path = run / "configs" / "task2.json"
+        train_inputs.append(cfg_path)
         write_json_atomic(cfg_path, cfg)
         cmd += ["--config", str(cfg_path)]
     if o["epochs"]:
         cmd += ["--epochs", str(o["epochs"])]
-    stages.append(Stage("train", cmd, [data / X1, item_info], [paths["task2"] / "model.safetensors"]))
+    stages.append(Stage("train", cmd, train_inputs, [paths["task2"] / "model.safetensors"]))
     stages.append(Stage("predict", harness_cmd("predict", "--run", paths["task2"], "--data", data, "--out",
                                                paths["prediction"], "--track", track, "--device", o["device"]),
                         [data / X1 / "test.parquet", paths["task2"] / "model.safetensors"],
@@ -248,10 +254,12 @@ def plot_auc(result: dict, path: Path) -> None:
               help="Task 1 encoders [default: offline on generated data, reference on real data].")
 @click.option("--image-model", default=None, help="Task 1 image model: hub id or local folder.")
 @click.option("--text-model", default=None, help="Task 1 text model: hub id or local folder.")
+@click.option("--reducer", type=click.Choice(["pca", "contrastive"]), default=None,
+              help="Task 1's reduction to 128-d [default: pca, as the reference solution].")
 @click.option("--epochs", type=int, default=None, help="Override Task 2's maximum epochs.")
 @click.option("--force", is_flag=True, help="Redo every stage.")
-def reproduce(run_dir, data, scale, seed, device, track, hardware, profile, image_model, text_model, epochs,
-              force) -> int:
+def reproduce(run_dir, data, scale, seed, device, track, hardware, profile, image_model, text_model, reducer,
+              epochs, force) -> int:
     """Take a machine from nothing to a verified submission and print the results table."""
     if data is not None:
         data = data.resolve()
@@ -265,7 +273,7 @@ def reproduce(run_dir, data, scale, seed, device, track, hardware, profile, imag
         device = "cuda" if torch.cuda.is_available() else "cpu"
     opts = dict(run_dir=run_dir, data=data, scale=scale, seed=seed, device=device, track=track,
                 hardware=hardware, profile=profile or ("reference" if data else "offline"),
-                image_model=image_model, text_model=text_model, epochs=epochs)
+                image_model=image_model, text_model=text_model, reducer=reducer, epochs=epochs)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages, paths = build_stages(opts)
     runner = Runner(run_dir, force=force)

@@ -31,3 +31,25 @@ def test_bad_seed_in_the_script(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "reproduce.sh"), "--seed", "abc"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "--seed must be a non-negative integer" in proc.stderr
+
+
+def test_unreachable_model_names_the_stage_and_the_model(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    proc = _run("--data", tiny_data, "--out", run, "--device", "cpu", "--image-model", "no-such-org/no-such-model")
+    assert proc.returncode == 2 and proc.stdout == ""
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: stage embed failed (exit 2)") and "no-such-org/no-such-model" in line
+    assert str(run / "logs" / "embed.log") in line
+    assert (run / "stamps" / "validate.json").is_file()  # the finished stage is kept
+
+
+def test_a_changed_config_reruns_the_stage(tmp_path):
+    from harness.pipeline import build_stages
+
+    opts = dict(run_dir=tmp_path, data=None, scale="tiny", seed=0, device="cpu", track="3", hardware="cpu",
+                profile="offline", image_model=None, text_model=None, reducer=None, epochs=None)
+    embed = {s.name: s for s in build_stages(opts)[0]}["embed"]
+    assert "--config" not in embed.cmd
+    embed2 = {s.name: s for s in build_stages(dict(opts, reducer="contrastive"))[0]}["embed"]
+    cfg = tmp_path / "configs" / "task1.json"
+    assert cfg in embed2.inputs and '"reducer": "contrastive"' in cfg.read_text()

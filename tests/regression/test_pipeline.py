@@ -1,0 +1,89 @@
+"""The `tiny` pipeline end to end: recorded AUCs, bit-identical re-runs, resumption, failing stages.
+
+Expected values live in tests/regression/expected.json; regenerate them deliberately with
+`python tests/regression/record.py` and say why in the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.io import sha256_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline_args import PIPELINE_ARGS, ROOT, env, run_pipeline  # noqa: E402
+
+pytestmark = pytest.mark.slow
+TOLERANCE = 0.01  # AUC: covers float differences between CPUs; the same machine reproduces exactly
+EXPECTED = json.loads((Path(__file__).resolve().parent / "expected.json").read_text())
+ARTIFACTS = ["task1/item_info.parquet", "task2/model.safetensors", "prediction/prediction.csv",
+             "prediction/prediction.zip"]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("regression") / "run"
+    result, stdout = run_pipeline(out, via_script=True, with_stdout=True)
+    return out, result, stdout
+
+
+def test_reproduce_sh_prints_the_table_and_verifies(first_run):
+    out, result, stdout = first_run
+    assert "Bayes-optimal oracle" in stdout and "item popularity" in stdout
+    assert f"submission (verified): {out / 'submission'}" in stdout
+    assert (out / "submission" / "MANIFEST.json").is_file()
+    assert (out / "auc_vs_oracle.png").stat().st_size > 5_000
+    for stage in ("synth", "validate", "embed", "train", "predict", "package", "verify"):
+        assert result["status"][stage] == "done" and (out / "logs" / f"{stage}.log").is_file()
+
+
+def test_auc_matches_the_recorded_values(first_run):
+    _, result, _ = first_run
+    assert result["auc"]["ours"]["valid"] == pytest.approx(EXPECTED["auc"]["valid"], abs=TOLERANCE)
+    assert result["auc"]["ours"]["test"] == pytest.approx(EXPECTED["auc"]["test"], abs=TOLERANCE)
+    assert result["auc"]["oracle"] == EXPECTED["oracle"]
+
+
+def test_learns_beyond_popularity(first_run):
+    _, result, _ = first_run
+    for split in ("valid", "test"):
+        assert result["auc"]["ours"][split] > result["auc"]["popularity"][split] + 0.03
+
+
+def test_same_seed_gives_identical_files(first_run, tmp_path):
+    out, _, _ = first_run
+    second = tmp_path / "again"
+    run_pipeline(second)
+    for rel in ARTIFACTS:
+        assert sha256_file(second / rel) == sha256_file(out / rel), rel
+
+
+def test_rerun_skips_finished_stages(first_run):
+    out, _, _ = first_run
+    before = {rel: sha256_file(out / rel) for rel in ARTIFACTS}
+    result = run_pipeline(out)
+    assert all(s.startswith("skipped") for s in result["status"].values()), result["status"]
+    assert {rel: sha256_file(out / rel) for rel in ARTIFACTS} == before
+
+
+def test_failing_stage_names_itself_and_keeps_earlier_outputs(first_run, tmp_path):
+    out, _, _ = first_run
+    data = tmp_path / "data"
+    shutil.copytree(out / "data", data, ignore=shutil.ignore_patterns("oracle"))
+    (data / "MicroLens_1M_x1" / "valid.parquet").write_bytes(b"not parquet")
+    run = tmp_path / "run"
+    (run / "keep").mkdir(parents=True)
+    (run / "keep" / "note.txt").write_text("earlier work")
+    args = [a for a in PIPELINE_ARGS if a not in ("--scale", "tiny")]
+    proc = subprocess.run([sys.executable, "-m", "harness.pipeline", *args, "--data", str(data), "--out", str(run)],
+                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1
+    assert last.startswith("error: stage validate failed") and str(run / "logs" / "validate.log") in last
+    assert (run / "keep" / "note.txt").read_text() == "earlier work"
