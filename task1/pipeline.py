@@ -141,10 +141,11 @@ def extract_images(cache: C.ModalityCache, todo: list[int], items: Items, cfg: T
         n = len(cache.ids(c))
         batches += [list(range(pos + lo, pos + min(lo + bs, n))) for lo in range(0, n, bs)]
         pos += n
+    workers = effective_workers(cfg.image_workers, device)
     loader = torch.utils.data.DataLoader(
         CoverDataset(items.image_dir, ids, encoder.preprocess), batch_sampler=batches,
-        num_workers=cfg.image_workers, collate_fn=collate_covers, worker_init_fn=worker_init_fn,
-        prefetch_factor=4 if cfg.image_workers else None, pin_memory=device.type == "cuda")
+        num_workers=workers, collate_fn=collate_covers, worker_init_fn=worker_init_fn,
+        prefetch_factor=4 if workers else None, pin_memory=device.type == "cuda")
     starts = np.cumsum([0] + [len(cache.ids(c)) for c in todo])
     emb = np.zeros((len(ids), encoder.dim), dtype=np.float32)
     status = np.zeros(len(ids), dtype=np.uint8)
@@ -180,7 +181,14 @@ def extract_images(cache: C.ModalityCache, todo: list[int], items: Items, cfg: T
     return {"items": int(len(ids)), "chunks": len(todo), "model_load_s": round(load_s, 3),
             "wall_s": round(wall, 3), "items_per_s": round(len(ids) / wall, 2) if wall else None,
             "loader_wait_s": round(wait_s, 3), "encode_s": round(encode_s, 3),
-            "workers": cfg.image_workers, "batch_size": cfg.image_batch_size, "precision": precision}
+            "workers": workers, "workers_config": cfg.image_workers, "batch_size": cfg.image_batch_size, "precision": precision}
+
+
+def effective_workers(configured: int, device: torch.device) -> int:
+    """Decoding workers that fit the machine: at most its CPUs, and on a CPU device one core is left to
+    the encoder (the default 4 on a 2-core machine oversubscribes it; torch warns about exactly that)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(configured, cpus - 1 if device.type == "cpu" else cpus))
 
 
 def extract_text(cache: C.ModalityCache, todo: list[int], items: Items, cfg: Task1Config,

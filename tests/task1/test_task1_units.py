@@ -114,3 +114,16 @@ def test_config_profiles_and_overrides():
             make_config("offline", bad, source="x.json")
     with pytest.raises(UserError, match="unknown profile"):
         make_config("fast")
+
+
+def test_decoding_workers_fit_the_machine(monkeypatch):
+    import torch
+
+    from task1.pipeline import effective_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert effective_workers(4, torch.device("cpu")) == 1  # one core stays with the encoder
+    assert effective_workers(4, torch.device("cuda")) == 2
+    assert effective_workers(0, torch.device("cpu")) == 0
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert effective_workers(4, torch.device("cpu")) == 0
