@@ -36,6 +36,12 @@ BASELINE_DIN = {
     "item_emb_dim": 128, "tags_len": 5, "embedding_dim": 64, "max_len": 64, "attention_units": [512, 256],
     "attention_dropout": 0.1, "dnn_units": [1024, 512, 256], "batch_norm": True, "level_vocab": 11,
 }
+# the baseline's training (FuxiCTR 2.3.7's fit: Adam, patience 3, clip 10, lr x0.1 on a plateau); a
+# difference is a warning, since a short test run (fewer epochs) is legitimate and not the final model
+BASELINE_DIN_TRAIN = {
+    "epochs": 100, "early_stop_patience": 3, "grad_clip": 10.0, "weight_decay": 0.0, "lr_epoch_decay": 1.0,
+    "lr_decay": 0.1, "min_learning_rate": 1e-6, "length_aware": False,
+}
 
 ALLOWED_RUN_INPUTS = {"train", "valid", "item_info"}
 ALLOWED_PREDICT_INPUTS = {"model.safetensors", "model_args.json", "test.parquet"}
@@ -331,6 +337,16 @@ def check_track1_baseline(ctx):
     known = set(BASELINE_DIN) | set(TRACK1_TUNABLE_MODEL) | set(TRACK1_DATA_DERIVED)
     for key in sorted(set(cfg) - known):
         out.append(error(rid, f"config key {key!r} is not part of the baseline DIN", rel))
+    train = (ctx.train_config() or {}).get("train")
+    if not isinstance(train, dict):
+        out.append(warning(rid, 'config.json has no "train" object: the training was not compared with the '
+                           "baseline's", "outputs/task2/config.json"))
+        return out
+    differ = [f"{key} = {train.get(key)!r} (baseline {base!r})" for key, base in BASELINE_DIN_TRAIN.items()
+              if _as_json(train.get(key)) != base]
+    if differ:
+        out.append(warning(rid, "training differs from the baseline's: " + "; ".join(differ) + "; Track 1 may "
+                           "tune only learning_rate and batch_size", "outputs/task2/config.json"))
     return out
 
 

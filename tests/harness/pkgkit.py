@@ -88,8 +88,11 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(t2 / "model.safetensors"))
     args = model_args(model)
     write_json(t2 / "model_args.json", args)
-    train_cfg = TrainConfig(model_class=model_class, model=over, epochs=1, batch_size=2048, seed=seed,
-                            device="cpu")
+    from task2.train import DIN_BASELINE_TRAIN
+
+    base = dict(DIN_BASELINE_TRAIN) if model_class == "DIN" else {"epochs": 1}  # what harness train records
+    train_cfg = TrainConfig(**dict(base, model_class=model_class, model=over, batch_size=2048, seed=seed,
+                                   device="cpu"))
     write_json(t2 / "config.json", {"train": dataclasses.asdict(train_cfg), "model_args": args,
                                     "data_dir": str(data), "device": "cpu", "world_size": 1})
     inputs = {"train": data / X1 / "train.parquet", "valid": data / X1 / "valid.parquet", "item_info": item_info}

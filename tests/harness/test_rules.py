@@ -472,6 +472,13 @@ def test_track1_baseline(p1):
     errs = errors_of(rule_findings(p1, "T1-TRACK1-BASELINE")[0])
     assert [e.split(" = ")[0] for e in errs] == ["outputs/task2/model_args.json: embedding_dim",
                                                 "outputs/task2/model_args.json: dnn_units"]
+    edit_json(args, lambda d: d["config"].update(embedding_dim=64, dnn_units=[1024, 512, 256]))
+    edit_json(p1 / "outputs/task2/config.json", lambda d: d["train"].update(epochs=3, lr_decay=0.5))
+    resign(p1)
+    found, status = rule_findings(p1, "T1-TRACK1-BASELINE")
+    assert status == "warning" and [f"{f.path}: {f.message}" for f in found] == [
+        "outputs/task2/config.json: training differs from the baseline's: epochs = 3 (baseline 100); lr_decay = "
+        "0.5 (baseline 0.1); Track 1 may tune only learning_rate and batch_size"]
     edit_json(args, lambda d: d.update(model_class="SASRecDCN"))
     resign(p1)
     errs = errors_of(rule_findings(p1, "T1-TRACK1-BASELINE")[0])
@@ -490,6 +497,15 @@ def test_track1_baseline_matches_the_din_defaults():
                 for f in dataclasses.fields(DINConfig)}
     assert {k: defaults[k] for k in BASELINE_DIN} == BASELINE_DIN
     assert set(defaults) == set(BASELINE_DIN) | set(TRACK1_TUNABLE_MODEL) | set(TRACK1_DATA_DERIVED)
+
+
+def test_track1_baseline_training_matches_task2s():
+    from harness.rules.model_rules import BASELINE_DIN_TRAIN, TRACK1_TUNABLE_TRAIN
+    from task2.train import DIN_BASELINE_TRAIN, TrainConfig
+
+    resolved = {**TrainConfig().__dict__, **DIN_BASELINE_TRAIN}
+    assert {k: resolved[k] for k in BASELINE_DIN_TRAIN} == BASELINE_DIN_TRAIN
+    assert set(DIN_BASELINE_TRAIN) - set(BASELINE_DIN_TRAIN) == set(TRACK1_TUNABLE_TRAIN)
 
 
 # ---------------------------------------------------------------------------------------------
