@@ -444,7 +444,7 @@ def main() -> None:
         "one public fork of the baseline config has Dice. embedding_regularizer 1e-6 and net_dropout 0.1 are the values "
         "task2.model.DINConfig records for the baseline (the baseline's tuner space was 1e-6/1e-7 and 0.1/0.2).",
         "reduce_lr_on_plateau is BaseModel's default True (lr x0.1 after each epoch without a new best); "
-        "task2.train.DIN_BASELINE_TRAIN models the baseline with lr_decay 1.0 (constant lr), which differs.",
+        "task2.train.DIN_BASELINE_TRAIN models the same (lr_decay 0.1, min_learning_rate 1e-6) since 714a34e.",
         "Venv pins numpy<2 (BaseModel.fit uses np.Inf, gone in numpy 2) and so pandas<3, and scikit-learn<1.5 "
         "(fuxictr.metrics passes eps= to log_loss, removed in sklearn 1.5); polars is whatever pip picks "
         "(FeatureProcessor.read_data's pl.col().apply is gone in polars>=1, but rebuild_dataset=False never calls it).",
