@@ -162,7 +162,10 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
                                                paths["prediction"], "--track", track, "--device", o["device"]),
                         [data / X1 / "test.parquet", paths["task2"] / "model.safetensors"],
                         [paths["prediction"] / "prediction.csv"]))
-    stages.append(Stage("package", harness_cmd("package", run, "--out", paths["submission"], "--track", track),
+    # RUN_DIR/submission is the pipeline's own output: a re-run after an upstream change replaces it
+    # (harness package builds beside it and swaps only a package that verifies)
+    stages.append(Stage("package", harness_cmd("package", run, "--out", paths["submission"], "--track", track,
+                                               "--overwrite"),
                         [paths["prediction"] / "prediction.csv", paths["task2"] / "model.safetensors", item_info],
                         [paths["submission"] / "MANIFEST.json"]))
     stages.append(Stage("verify", harness_cmd("verify", paths["submission"], "--data", data, "--track", track),

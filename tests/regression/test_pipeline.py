@@ -72,6 +72,18 @@ def test_rerun_skips_finished_stages(first_run):
     assert {rel: sha256_file(out / rel) for rel in ARTIFACTS} == before
 
 
+def test_a_stale_stage_replaces_the_submission(first_run):
+    """A stage whose stamp no longer matches runs again, and package replaces RUN_DIR/submission."""
+    out, _, _ = first_run
+    (out / "stamps" / "package.json").unlink()
+    (out / "submission" / "stale.txt").write_text("from an older package")
+    result = run_pipeline(out)
+    assert result["status"]["package"] == "done" and result["status"]["verify"] == "done"
+    assert result["status"]["train"].startswith("skipped")
+    assert not (out / "submission" / "stale.txt").exists()
+    assert (out / "submission" / "MANIFEST.json").is_file()
+
+
 def test_failing_stage_names_itself_and_keeps_earlier_outputs(first_run, tmp_path):
     out, _, _ = first_run
     data = tmp_path / "data"
