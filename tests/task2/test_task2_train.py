@@ -123,8 +123,9 @@ def test_din_defaults_are_the_official_baseline_training(tmp_path):
     from task2.train import DIN_BASELINE_TRAIN
 
     cfg = load_train_config(None, model_class="DIN")
-    assert (cfg.batch_size, cfg.learning_rate, cfg.early_stop_patience, cfg.lr_decay, cfg.lr_epoch_decay) == \
-        (8192, 1e-3, 3, 1.0, 1.0)
+    # FuxiCTR 2.3.7's fit: constant lr except x0.1 (floor 1e-6) after an epoch without a new best
+    assert (cfg.batch_size, cfg.learning_rate, cfg.early_stop_patience, cfg.lr_decay, cfg.lr_epoch_decay,
+            cfg.min_learning_rate) == (8192, 1e-3, 3, 0.1, 1.0, 1e-6)
     path = tmp_path / "din.json"
     path.write_text(json.dumps({"model_class": "DIN", "batch_size": 4096, "model": {"net_dropout": 0.2}}))
     cfg = load_train_config(path)
