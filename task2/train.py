@@ -167,6 +167,8 @@ def _curves_png(path: Path, rows: list[dict]) -> None:
     ax1.set_xlabel("epoch"), ax1.set_ylabel("BCE loss"), ax1.legend()
     ax2.plot(epochs, [r["valid_auc"] for r in rows], marker="o", color="C2")
     ax2.set_xlabel("epoch"), ax2.set_ylabel("valid AUC")
+    for ax in (ax1, ax2):
+        ax.set_xticks(epochs)  # whole epochs only
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
