@@ -1,6 +1,7 @@
 """Benchmark of the Task 2 CTR model: speed, memory, epochs to best, AUC next to the oracle.
 
     python bench/bench_task2.py [--data DATA_DIR | --scale demo] [--epochs N] [--threads N] [--variants length_aware,padded,din] [--tag T]
+    python bench/bench_task2.py --sweep SWEEP.json [--only a,b] [--data DATA_DIR] [--threads N] [--out OUT.json]
 
 For each variant (by default the shipped config with length-aware batching on, and the same with it
 off) one child process trains with `task2.train.train`, predicts the test split with
@@ -9,6 +10,15 @@ prediction samples/s, seconds per epoch, its peak resident memory (resource.getr
 not share a peak), the best epoch and valid/test AUC. The parent prints a table next to the dataset's
 Bayes-optimal (oracle) and popularity AUCs, with the model's analytic FLOPs per sample, and writes
 bench/results/task2_<scale>_<date>.json with the machine, the package versions and the date.
+
+With --sweep, SWEEP.json maps a config name to TrainConfig overrides (a "model" object is merged into the
+model config overrides; keys starting with "_", at either level, are comments), e.g. {"default": {}, "lr2e-3":
+{"learning_rate": 0.002}, "id128": {"model": {"id_emb_dim": 128}}}. Each named config (or those in
+--only) trains in its own child, one after the other, on top of the --config file or the shipped
+defaults; the JSON (default bench/results/task2_sweep_<scale>[_<tag>]_<date>.json) holds one row per
+config with its overrides, valid/test AUC, s/epoch, best epoch and the per-epoch curve. It is rewritten
+after every config, and rows of an existing --out file whose names are not re-run are kept, so a sweep
+can be run in stages into one file. Choose on valid AUC only; test AUC is reported, not for choosing.
 
 Without --data the dataset is generated with `harness.synth` (seed 0) under --cache.
 """
@@ -98,6 +108,8 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the default JSON name")
     ap.add_argument("--out", type=Path, help="JSON path (default bench/results/task2_<scale>[_<tag>]_<date>.json)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/mmctr_bench_runs"))
+    ap.add_argument("--sweep", type=Path, help="JSON of named TrainConfig overrides: run each instead of --variants")
+    ap.add_argument("--only", help="with --sweep: comma list of the names to run (default: all)")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._child:
@@ -116,6 +128,9 @@ def main() -> None:
             print(f"generating {a.scale} data in {data} ...", file=sys.stderr)
             generate(data, scale=a.scale, seed=0, overwrite=True)
     oracle = json.loads((data / "oracle" / "oracle.json").read_text())
+    if a.sweep is not None:
+        sweep(a, data, oracle)
+        return
     overrides = {} if a.epochs is None else {"epochs": a.epochs}
     specs = {
         "length_aware": {"overrides": dict(overrides, length_aware=True)},
@@ -184,6 +199,89 @@ def main() -> None:
     for variant, est in estimates.items():
         print(f"full-size epoch estimate [{variant}]: " + ", ".join(f"{k}: {v} s" for k, v in est.items())
               + f" (at {ASSUMED_UTILISATION:.0%} of peak)")
+    print(f"wrote {out}")
+
+
+def run_child(spec: dict) -> dict:
+    """Run one spec in a fresh process (so memory peaks and thread pools are its own)."""
+    proc = subprocess.run([sys.executable, __file__, "--_child", json.dumps(spec)], cwd=ROOT,
+                          stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+    if proc.returncode:
+        sys.exit(f"{spec['name']} failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def sweep(a: argparse.Namespace, data: Path, oracle: dict) -> None:
+    """--sweep: train each named config in a child; one JSON row per config, rewritten after each."""
+    from harness.env import fingerprint
+    from harness.io import write_json_atomic
+
+    configs = json.loads(a.sweep.read_text())
+    if isinstance(configs, dict):  # top-level keys starting with "_" are comments
+        configs = {k: v for k, v in configs.items() if not k.startswith("_")}
+    if not isinstance(configs, dict) or not all(isinstance(v, dict) for v in configs.values()):
+        sys.exit(f"{a.sweep}: expected an object of name -> TrainConfig overrides")
+    names = a.only.split(",") if a.only else list(configs)
+    unknown = [n for n in names if n not in configs]
+    if unknown:
+        sys.exit(f"{a.sweep}: no config named {', '.join(unknown)}")
+    tag = f"_{a.tag}" if a.tag else ""
+    out = a.out or ROOT / "bench" / "results" / f"task2_sweep_{oracle.get('scale', 'data')}{tag}_{dt.date.today().isoformat()}.json"
+    rows = {}
+    if out.is_file():  # a staged sweep: keep the rows of configs not re-run now
+        rows = {r["name"]: r for r in json.loads(out.read_text()).get("rows", [])}
+    commands = [] if not out.is_file() else json.loads(out.read_text()).get("commands", [])
+    commands.append(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+    ref = {split: {k: oracle["auc"][split][k] for k in ("oracle", "oracle_item_only", "popularity")}
+           for split in ("valid", "test")}
+    for name in names:
+        overrides = {k: v for k, v in configs[name].items() if not k.startswith("_")}
+        if a.epochs is not None:
+            overrides.setdefault("epochs", a.epochs)
+        if "model" in overrides and a.config is not None:  # merge with the --config file's model object
+            base = json.loads(a.config.read_text()).get("model", {})
+            overrides["model"] = {**base, **overrides["model"]}
+        spec = {"name": name, "overrides": overrides, "data": str(data), "out": str(a.workdir / name),
+                "threads": a.threads, "config": None if a.config is None else str(a.config)}
+        print(f"[{name}] training with {json.dumps(overrides)} ...", file=sys.stderr, flush=True)
+        res = run_child(spec)
+        rows[name] = {
+            "name": name, "overrides": overrides, "valid_auc": res["valid_auc"], "test_auc": res["test_auc"],
+            "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"],
+            "seconds_per_epoch": res["seconds_per_epoch"], "train_seconds": res["train_seconds"],
+            "train_samples_per_s": res["train_samples_per_s"], "peak_rss_mib": res["peak_rss_mib"],
+            "torch_threads": res["torch_threads"], "load_average_after": list(os.getloadavg()),
+            "valid_auc_by_epoch": [round(e["valid_auc"], 5) for e in res["epochs"]],
+            "config": res["config"], "model_args": res["model_args"], "epochs": res["epochs"],
+        }
+        doc = {
+            "benchmark": "task2_sweep",
+            "commands": commands,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "selection": "choose on valid AUC only; test AUC is reported, never used to choose",
+            "data": {"path": str(data), "scale": oracle.get("scale"), "seed": oracle.get("seed"),
+                     "rows": {k: oracle["auc"][k]["rows"] for k in ("valid", "test")}},
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpu_count": os.cpu_count()},
+            "env": fingerprint(),
+            "reference_auc": ref,
+            "rows": list(rows.values()),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out, doc)
+        r = rows[name]
+        print(f"[{name}] valid {r['valid_auc']:.4f} test {r['test_auc']:.4f} best epoch {r['best_epoch']}/"
+              f"{r['epochs_run']} {r['seconds_per_epoch']:.1f} s/epoch; by epoch {r['valid_auc_by_epoch']}",
+              file=sys.stderr, flush=True)
+
+    print(f"data {data} ({oracle.get('scale')}): oracle AUC valid {ref['valid']['oracle']:.4f} / test "
+          f"{ref['test']['oracle']:.4f}; popularity {ref['valid']['popularity']:.4f} / {ref['test']['popularity']:.4f}")
+    head = f"{'config':<22}{'valid AUC':>10}{'test AUC':>9}{'best':>5}{'epochs':>7}{'s/epoch':>9}  valid AUC by epoch"
+    print(head)
+    print("-" * len(head))
+    for r in sorted(rows.values(), key=lambda r: -r["valid_auc"]):
+        print(f"{r['name']:<22}{r['valid_auc']:>10.4f}{r['test_auc']:>9.4f}{r['best_epoch']:>5}{r['epochs_run']:>7}"
+              f"{r['seconds_per_epoch']:>9.1f}  {' '.join(f'{v:.4f}' for v in r['valid_auc_by_epoch'])}")
     print(f"wrote {out}")
 
 
