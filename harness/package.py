@@ -270,8 +270,9 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
     if out.exists() and not overwrite:
         raise UserError("already exists; choose a new --out or pass --overwrite", path=out)
     # RUN_DIR/submission (what reproduce.sh writes) is fine; only the folders that are packaged are off limits.
-    inputs = [run_dir.resolve()] + [(run_dir / name).resolve() for name in ("task1", "task2", "prediction")]
-    if out.resolve() == inputs[0] or any(d == out.resolve() or d in out.resolve().parents for d in inputs[1:]):
+    target = out.resolve()
+    packaged = [(run_dir / name).resolve() for name in ("task1", "task2", "prediction")]
+    if target == run_dir.resolve() or any(d == target or d in target.parents for d in packaged):
         raise UserError("--out must not be RUN_DIR or one of its task1/, task2/, prediction/ folders; "
                         "use e.g. RUN_DIR/submission", path=out)
     t2, pred_dir, t1 = run_dir / "task2", run_dir / "prediction", run_dir / "task1"

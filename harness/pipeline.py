@@ -107,6 +107,16 @@ def harness_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "harness", *map(str, args)]
 
 
+def with_config(cmd: list[str], inputs: list[Path], cfg: dict, path: Path) -> list[Path]:
+    """With a non-empty `cfg`: write it to `path`, pass it as `--config`, and count it among the stage's
+    inputs (so changing --reducer or a model re-runs the stage). Returns the inputs."""
+    if not cfg:
+        return inputs
+    write_json_atomic(path, cfg)
+    cmd += ["--config", str(path)]
+    return [*inputs, path]
+
+
 def build_stages(o: dict) -> tuple[list[Stage], dict]:
     """The stages for these options, and the paths the report reads."""
     run = o["run_dir"]
@@ -134,13 +144,8 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
             cfg["reducer"] = o["reducer"]
         cmd = harness_cmd("embed", "--data", data, "--out", paths["task1"], "--profile", o["profile"],
                           "--seed", seed, "--device", o["device"])
-        if cfg:
-            cfg_path = run / "configs" / "task1.json"
-            write_json_atomic(cfg_path, cfg)
-            cmd += ["--config", str(cfg_path)]
-        # the config file is an input: changing --reducer or a model re-runs the stage
-        stages.append(Stage("embed", cmd, data_inputs + ([cfg_path] if cfg else []),
-                            [paths["task1"] / "item_info.parquet"]))
+        inputs = with_config(cmd, list(data_inputs), cfg, run / "configs" / "task1.json")
+        stages.append(Stage("embed", cmd, inputs, [paths["task1"] / "item_info.parquet"]))
         item_info = paths["task1"] / "item_info.parquet"
     paths["item_info"] = item_info
 
@@ -148,13 +153,8 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
                       "--device", o["device"], "--overwrite")
     if track == "1":
         cmd += ["--model", "DIN"]
-    cfg = dict(HARDWARE[o["hardware"]]["task2"])
-    train_inputs = [data / X1, item_info]
-    if cfg:
-        cfg_path = run / "configs" / "task2.json"
-        train_inputs.append(cfg_path)
-        write_json_atomic(cfg_path, cfg)
-        cmd += ["--config", str(cfg_path)]
+    train_inputs = with_config(cmd, [data / X1, item_info], dict(HARDWARE[o["hardware"]]["task2"]),
+                               run / "configs" / "task2.json")
     if o["epochs"]:
         cmd += ["--epochs", str(o["epochs"])]
     stages.append(Stage("train", cmd, train_inputs, [paths["task2"] / "model.safetensors"]))
