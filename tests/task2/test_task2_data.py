@@ -129,12 +129,17 @@ def test_item_info_out_of_order(tiny_copy):
         read_item_info(path)
 
 
+def _edit_array_column(path, column: str, dtype, edit) -> None:
+    """Rewrite `path` with `edit(values)` applied to a copy of the fixed-width array column `column`."""
+    frame = pl.read_parquet(path)
+    values = frame[column].to_numpy().copy()
+    edit(values)
+    frame.with_columns(pl.Series(column, values).cast(pl.Array(dtype, values.shape[1]))).write_parquet(path)
+
+
 def test_item_info_nonzero_padding_row_is_refused(tiny_copy):
     path = _x1(tiny_copy) / "item_info.parquet"
-    frame = pl.read_parquet(path)
-    emb = frame["item_emb_d128"].to_numpy().copy()
-    emb[0] = 1.0
-    frame.with_columns(pl.Series("item_emb_d128", emb).cast(pl.Array(pl.Float64, 128))).write_parquet(path)
+    _edit_array_column(path, "item_emb_d128", pl.Float64, lambda emb: emb.__setitem__(0, 1.0))
     with pytest.raises(UserError, match="row 0 is padding"):
         read_item_info(path)
 
@@ -165,11 +170,9 @@ def test_missing_files_and_columns(tiny_copy, tmp_path):
 
 def test_history_not_left_padded(tiny_copy):
     path = _x1(tiny_copy) / "train.parquet"
-    frame = pl.read_parquet(path)
-    seq = frame["item_seq"].to_numpy().copy()
+    seq = pl.read_parquet(path)["item_seq"].to_numpy()
     row = int(np.argmax((seq > 0).sum(1) >= 3))
-    seq[row, -2] = 0  # a hole between real items
-    frame.with_columns(pl.Series("item_seq", seq).cast(pl.Array(pl.Int64, 64))).write_parquet(path)
+    _edit_array_column(path, "item_seq", pl.Int64, lambda s: s.__setitem__((row, -2), 0))  # a hole between items
     with pytest.raises(UserError, match=f"left-padded with 0, most recent item last; row {row} "):
         read_split(path)
 
