@@ -52,6 +52,12 @@ class SASRecDCNConfig:
     causal: bool = True  # SASRec: slot t attends to real items up to t (the last slot sees them all)
     aux_weight: float = 3.0  # weight of SASRec's next-item loss on the history (needs causal); 0 = off
     aux_negatives: int = 256  # uniform negative items per batch for that loss
+    cold_start: bool = False  # items absent from the training split share one learned "unknown" id vector
+    id_dropout: float = 0.0  # training: a target's id vector is the unknown one with this probability
+    dot_feature: bool = False  # EXPERIMENT: user . target (the next-item scorer's score) as an input of the head
+    length_feature: bool = False  # EXPERIMENT: embedding of log2(history length) as an input of the head
+    history_dropout: float = 0.0  # EXPERIMENT: in training, each history item is dropped with this probability
+    bag_dim: int = 0  # EXPERIMENT: width of a sum over history items of Linear(item) as an input of the head
     level_vocab: int = 11  # likes_level / views_level: 1..10, 0 = padding
     level_dim: int = 16
     cross_layers: int = 3
@@ -344,9 +350,14 @@ class SASRecDCN(nn.Module):
         self.cfg = cfg
         self.items = ItemEncoder(cfg.n_items, cfg.id_emb_dim, item_emb, cfg.item_emb_dim)
         self.sequence = SequenceEncoder(cfg)
+        # items seen in training (set_known_items); the others take `unknown_id` as their id vector
+        self.register_buffer("id_known", torch.ones(cfg.n_items, dtype=torch.bool), persistent=True)
+        self.unknown_id = nn.Parameter(torch.zeros(cfg.id_emb_dim))
         self.likes = nn.Embedding(cfg.level_vocab, cfg.level_dim)
         self.views = nn.Embedding(cfg.level_vocab, cfg.level_dim)
-        in_dim = 2 * cfg.d_model + 2 * cfg.level_dim
+        in_dim = 2 * cfg.d_model + 2 * cfg.level_dim + int(cfg.dot_feature) + (cfg.level_dim if cfg.length_feature else 0) + cfg.bag_dim
+        self.bag = nn.Linear(cfg.d_model, cfg.bag_dim, bias=False) if cfg.bag_dim else None
+        self.length = nn.Embedding(9, cfg.level_dim) if cfg.length_feature else None
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
         self.mlp = MLP(in_dim, cfg.mlp_dims, cfg.net_dropout)
         self.head = nn.Linear(in_dim + cfg.mlp_dims[-1], 1)
@@ -362,20 +373,49 @@ class SASRecDCN(nn.Module):
                 nn.init.xavier_uniform_(p)
             elif name.endswith(".bias"):
                 nn.init.zeros_(p)
-        for emb in (self.likes, self.views, self.sequence.pos):
+        for emb in (self.likes, self.views, self.sequence.pos, *([self.length] if self.length is not None else [])):
             nn.init.normal_(emb.weight, std=0.02)
         for layer in self.cross.layers:  # start each cross layer near the identity map
             nn.init.normal_(layer.weight, std=0.01)
 
+    def set_known_items(self, ids: torch.Tensor) -> None:
+        """Mark the item ids that occur in the training data (padding 0 counts as known)."""
+        if not self.cfg.cold_start:
+            return
+        known = torch.zeros_like(self.id_known)
+        known[ids.long().flatten()] = True
+        known[0] = True
+        self.id_known.copy_(known)
+
+    def encode_items(self, ids: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
+        """ids (...,) -> (..., D); unknown items (and, in training, a random id_dropout share) take unknown_id."""
+        v = self.items(ids)  # (..., D)
+        k = self.cfg.id_emb_dim
+        unknown = ~self.id_known[ids.long()]  # (...,)
+        if id_dropout > 0:
+            unknown = unknown | ((torch.rand(ids.shape, device=ids.device) < id_dropout) & (ids > 0))
+        id_part = torch.where(unknown[..., None], self.unknown_id.to(v.dtype).expand_as(v[..., :k]), v[..., :k])
+        return torch.cat([id_part, v[..., k:]], dim=-1)  # (..., D)
+
     def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
         seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
+        if self.training and self.cfg.history_dropout > 0:
+            keep = torch.rand(seq.shape, device=seq.device) >= self.cfg.history_dropout  # (B, L)
+            seq = torch.where(keep, seq, torch.zeros_like(seq))
         real = seq > 0  # (B, L) True = real item
-        items = self.items(seq)  # (B, L, D)
+        items = self.encode_items(seq)  # (B, L, D)
         states = self.sequence.encode(items, real)  # (B, L, D)
         user = self.sequence.pool(states, real)  # (B, D)
-        target = self.items(item_id)  # (B, D)
-        x0 = torch.cat([user, target, self.likes(likes_level.long()), self.views(views_level.long())],
-                       dim=-1)  # (B, 2D + 2 level_dim)
+        target = self.encode_items(item_id, self.cfg.id_dropout if self.training else 0.0)  # (B, D)
+        parts = [user, target, self.likes(likes_level.long()), self.views(views_level.long())]
+        if self.cfg.dot_feature:
+            parts.append((user * target).sum(-1, keepdim=True))
+        if self.length is not None:
+            n = real.sum(1).clamp_min(1)
+            parts.append(self.length(torch.log2(n.float()).floor().long().clamp_max(8)))
+        if self.bag is not None:
+            parts.append((self.bag(items) * real[..., None].to(items.dtype)).sum(1) / 8.0)
+        x0 = torch.cat(parts, dim=-1)  # (B, 2D + 2 level_dim)
         h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, 2D + 2 level_dim + mlp_dims[-1])
         logits = self.head(h).squeeze(-1)  # (B,)
         if not with_aux:
@@ -395,8 +435,9 @@ class SASRecDCN(nn.Module):
         valid = (seq[:, :-1] > 0) & (seq[:, 1:] > 0)  # (B, L-1)
         negs = torch.randint(1, self.cfg.n_items, (self.cfg.aux_negatives,), device=seq.device)  # (K,)
         pos = (h * items[:, 1:]).sum(-1, keepdim=True)  # (B, L-1, 1)
-        neg = h @ self.items(negs).T  # (B, L-1, K)
-        neg = neg.masked_fill(seq[:, 1:, None] == negs, float("-inf"))  # a negative that is the positive
+        neg = h @ self.encode_items(negs).T  # (B, L-1, K)
+        # a negative that is the positive, or an item never seen in training (it would be pushed down)
+        neg = neg.masked_fill((seq[:, 1:, None] == negs) | ~self.id_known[negs], float("-inf"))
         nll = torch.logsumexp(torch.cat([pos, neg], dim=-1), dim=-1) - pos.squeeze(-1)  # (B, L-1)
         return self.cfg.aux_weight * (nll * valid).sum() / valid.sum().clamp_min(1)
 
