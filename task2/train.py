@@ -62,7 +62,7 @@ class TrainConfig:
 
     model_class: str = "SASRecDCN"
     model: dict = field(default_factory=dict)
-    epochs: int = 3  # demo scale: valid AUC still rises at epoch 3; raise it for full-size data
+    epochs: int = 5  # demo: valid AUC flattens by epoch 5 (+0.0002 over epoch 4); early stopping may end sooner
     batch_size: int = 512  # global (effective) batch size, over all DDP ranks
     eval_batch_size: int = 1024
     learning_rate: float = 1e-3

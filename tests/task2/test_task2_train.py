@@ -112,9 +112,13 @@ def test_same_seed_gives_bit_identical_checkpoint_and_prediction(mini_data, tmp_
 
 @pytest.mark.slow
 def test_default_model_learns_on_tiny(tiny_data, tmp_path):
-    """The default architecture, 1 epoch on tiny: valid AUC well above the popularity scorer."""
+    """The default architecture, 2 epochs on tiny: valid AUC well above the popularity scorer.
+
+    (1 epoch gives 0.816 against a bar of 0.819: id dropout slows the first epoch on tiny's 16k rows,
+    and by epoch 3 it is level with no id dropout, 0.898.)
+    """
     oracle = json.loads((tiny_data / "oracle" / "oracle.json").read_text())["auc"]["valid"]
-    run = train(tiny_data, tmp_path / "run", load_train_config(None, epochs=1), **QUIET)
+    run = train(tiny_data, tmp_path / "run", load_train_config(None, epochs=2), **QUIET)
     assert run["best_valid_auc"] > oracle["popularity"] + 0.05, (run["best_valid_auc"], oracle)
     assert run["best_valid_auc"] < oracle["oracle"] + 0.02  # no leak: nothing beats Bayes by much
 
@@ -147,11 +151,11 @@ def test_din_trains_and_predicts_track1(mini_data, tmp_path):
 def test_ddp_gloo_two_processes_match_single_process(mini_data, tmp_path):
     """torchrun, 2 CPU processes (gloo), one epoch: parameters equal the single-process run's to 1e-4.
 
-    Dropout and the next-item loss (random negatives, drawn per rank) are off, so both runs compute
+    Dropout, id dropout and the next-item loss (random draws, per rank) are off, so both runs compute
     the same function; the remaining difference is the order of floating-point reductions (gradient
     all-reduce of two half-batch sums vs one full-batch sum).
     """
-    cfg = dict(FAST_TRAIN, epochs=1, model=dict(FAST_TRAIN["model"], dropout=0.0, aux_weight=0.0))
+    cfg = dict(FAST_TRAIN, epochs=1, model=dict(FAST_TRAIN["model"], dropout=0.0, id_dropout=0.0, aux_weight=0.0))
     config = tmp_path / "ddp.json"
     config.write_text(json.dumps(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
