@@ -73,7 +73,7 @@ def test_package_layout_and_manifest(pkg2, tiny_data):
     # the expected state is the declared class's, and the checkpoint holds exactly it
     ckpt = load_file(str(pkg2 / "outputs/task2/model.safetensors"))
     assert manifest["task2"]["expected_state"] == {
-        k: [{"torch.float32": "F32", "torch.int64": "I64"}[str(v.dtype)], list(v.shape)] for k, v in ckpt.items()}
+        k: [{"torch.float32": "F32", "torch.int64": "I64", "torch.bool": "BOOL"}[str(v.dtype)], list(v.shape)] for k, v in ckpt.items()}
     # docs: exact commands, the licence, reproduce.sh sets the hash seed before Python starts
     steps = manifest["reproduce"]["steps"]
     assert [s["name"] for s in steps] == ["task2", "predict"]
