@@ -380,12 +380,14 @@ class SASRecDCN(nn.Module):
         for layer in self.cross.layers:  # start each cross layer near the identity map
             nn.init.normal_(layer.weight, std=0.01)
 
-    def set_known_items(self, ids: torch.Tensor) -> None:
-        """Mark the item ids that occur in the training data (padding 0 counts as known)."""
+    def set_known_items(self, *ids: torch.Tensor) -> None:
+        """Mark the item ids in `ids` (tensors of any shape, int32 or int64) as seen in training; padding 0
+        counts as known. Indexes with each tensor as it is: no concatenated or int64 copy of the histories."""
         if not self.cfg.cold_start:
             return
         known = torch.zeros_like(self.id_known)
-        known[ids.long().flatten()] = True
+        for t in ids:
+            known[t.reshape(-1)] = True
         known[0] = True
         self.id_known.copy_(known)
 

@@ -237,7 +237,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         model = model_cls(model_cfg, items.item_emb)
     model = model.to(device)
     if hasattr(model, "set_known_items"):  # cold start: items absent from train share one id vector
-        model.set_known_items(torch.cat([train_split.item_id.flatten(), train_split.item_seq.flatten()]))
+        model.set_known_items(train_split.item_id, train_split.item_seq)
     args = model_args(model)
     torch.manual_seed(cfg.seed + rank)  # dropout streams: rank 0 matches a single-process run
     raw_model = model

@@ -138,10 +138,9 @@ def test_next_item_loss():
         SASRecDCNConfig(**{**SMALL, "aux_weight": 1.0, "causal": False}).check()
 
 
-
 def test_cold_start_items_absent_from_training_share_the_unknown_id_vector():
     model = _sasrec(cold_start=True)
-    model.set_known_items(torch.tensor([[3, 0, 5], [5, 7, 0]]))  # ids as they come: targets, histories
+    model.set_known_items(torch.tensor([3]), torch.tensor([[0, 5], [5, 7]], dtype=torch.int32))  # targets, histories
     assert model.id_known.nonzero().flatten().tolist() == [0, 3, 5, 7]  # padding 0 counts as known
     with torch.no_grad():
         model.unknown_id.fill_(0.5)
