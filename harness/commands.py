@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from harness.errors import UserError, exit_code_for
+from harness.worlds import DEFAULT_WORLD, WORLDS
 
 
 def _echo_json(doc: dict) -> None:
@@ -43,19 +44,23 @@ def validate_cmd(path: Path, test: Path | None, require_all: bool, as_json: bool
 @click.command("synth")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
+@click.option("--world", type=click.Choice(list(WORLDS)), default=DEFAULT_WORLD, show_default=True,
+              help="What clicks depend on: item (like the real data: the target item decides most), history "
+                   "(hidden taste segments read from the history), mean (the history's average), recent "
+                   "(its most recent items).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists (only once the new one is complete).")
 @click.option("--json", "as_json", is_flag=True, help="Print oracle.json on stdout.")
-def synth_cmd(out_dir: Path, scale: str, seed: int, overwrite: bool, as_json: bool) -> int:
+def synth_cmd(out_dir: Path, scale: str, world: str, seed: int, overwrite: bool, as_json: bool) -> int:
     """Write a MicroLens-shaped dataset with a known Bayes-optimal answer into OUT_DIR."""
     from harness.synth import generate
 
-    doc = generate(out_dir, scale=scale, seed=seed, overwrite=overwrite, log=_log)
+    doc = generate(out_dir, scale=scale, seed=seed, overwrite=overwrite, log=_log, world=world)
     if as_json:
         _echo_json(doc)
     else:
         a = doc["auc"]
-        click.echo(f"wrote {out_dir} (scale {scale}, seed {seed}) in {doc['timings_s']['total']:.1f}s; "
+        click.echo(f"wrote {out_dir} (scale {scale}, world {world}, seed {seed}) in {doc['timings_s']['total']:.1f}s; "
                    f"AUC valid/test: oracle {a['valid']['oracle']:.4f}/{a['test']['oracle']:.4f}, "
                    f"popularity {a['valid']['popularity']:.4f}/{a['test']['popularity']:.4f}")
     return 0

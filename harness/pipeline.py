@@ -23,6 +23,7 @@ import click
 
 from harness.errors import UserError
 from harness.io import sha256_file, write_json_atomic
+from harness.worlds import DEFAULT_WORLD, WORLDS
 
 X1 = "MicroLens_1M_x1"
 TRACK_COLUMN = {"1": "Task1", "2": "Task2", "3": "Task1&2"}
@@ -128,8 +129,8 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     stages = []
     data_inputs = [data / X1, data / "item_feature.parquet", data / "item_images", data / "item_seq.parquet"]
     if o["data"] is None:
-        stages.append(Stage("synth", harness_cmd("synth", data, "--scale", o["scale"], "--seed", seed,
-                                                 "--overwrite"), [], [data / "oracle" / "oracle.json"]))
+        stages.append(Stage("synth", harness_cmd("synth", data, "--scale", o["scale"], "--world", o["world"],
+                                                 "--seed", seed, "--overwrite"), [], [data / "oracle" / "oracle.json"]))
     stages.append(Stage("validate", harness_cmd("validate", data, "--require-all"), data_inputs, []))
 
     if track == "2":  # Task 2 only: the provided embeddings, byte for byte
@@ -186,6 +187,7 @@ def summarize(o: dict, paths: dict, runner: Runner) -> dict:
     oracle = paths["data"] / "oracle" / "oracle.json"
     if oracle.is_file():
         doc = json.loads(oracle.read_text())
+        result["world"] = {"name": doc.get("world"), "summary": doc.get("world_summary"), "scale": doc.get("scale")}
         s = score(paths["prediction"] / "prediction.csv", paths["data"] / "oracle" / "ground_truth.csv")
         result["auc"]["ours"]["test"] = s["scores"][f"AUC_{TRACK_COLUMN[track]}"]
         for name in ("oracle", "oracle_item_only", "popularity", "random"):
@@ -200,7 +202,11 @@ def render_table(result: dict) -> str:
     labels = {"ours": f"ours ({result['column']})", "oracle": "Bayes-optimal oracle",
               "oracle_item_only": "oracle without history", "popularity": "item popularity",
               "random": "random"}
-    lines = [f"{'scorer':<26}{'valid AUC':>10}{'test AUC':>10}"]
+    lines = []
+    if result.get("world"):
+        w = result["world"]
+        lines += [f"generated data: scale {w['scale']}, world {w['name']} ({w['summary']})", ""]
+    lines.append(f"{'scorer':<26}{'valid AUC':>10}{'test AUC':>10}")
     for key, label in labels.items():
         if key in result["auc"]:
             a = result["auc"][key]
@@ -232,7 +238,8 @@ def plot_auc(result: dict, path: Path) -> None:
     ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names])
     ax.set_ylim(0.45, 1.0)
     ax.set_ylabel("AUC")
-    ax.set_title(f"Track {result['track']} on the generated dataset: ours against the Bayes-optimal oracle")
+    world = (result.get("world") or {}).get("name")
+    ax.set_title(f"Track {result['track']} on the generated dataset (world {world}): ours against the oracle")
     ax.legend(loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,11 +249,13 @@ def plot_auc(result: dict, path: Path) -> None:
 
 @click.command("reproduce", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
-              help="Run folder [default: runs/<scale> or runs/real].")
+              help="Run folder [default: runs/<scale> (runs/<scale>-<world> for another world) or runs/real].")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="A real MicroLens_1M_MMCTR folder (validated first). Default: generate one.")
 @click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True,
               help="Size of the generated dataset.")
+@click.option("--world", type=click.Choice(list(WORLDS)), default=DEFAULT_WORLD, show_default=True,
+              help="What clicks depend on in the generated dataset (harness synth --world).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--track", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
@@ -261,7 +270,7 @@ def plot_auc(result: dict, path: Path) -> None:
               help="Task 1's reduction to 128-d [default: pca, as the reference solution].")
 @click.option("--epochs", type=int, default=None, help="Override Task 2's maximum epochs.")
 @click.option("--force", is_flag=True, help="Redo every stage.")
-def reproduce(run_dir, data, scale, seed, device, track, hardware, profile, image_model, text_model, reducer,
+def reproduce(run_dir, data, scale, world, seed, device, track, hardware, profile, image_model, text_model, reducer,
               epochs, force) -> int:
     """Take a machine from nothing to a verified submission and print the results table."""
     if data is not None:
@@ -269,12 +278,13 @@ def reproduce(run_dir, data, scale, seed, device, track, hardware, profile, imag
         if not data.is_dir():
             raise UserError("no such data folder; pass the MicroLens_1M_MMCTR folder that holds "
                             f"{X1}/ and item_feature.parquet", path=data)
-    run_dir = (run_dir or ROOT / "runs" / ("real" if data else scale)).resolve()
+    default_dir = "real" if data else scale if world == DEFAULT_WORLD else f"{scale}-{world}"
+    run_dir = (run_dir or ROOT / "runs" / default_dir).resolve()
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    opts = dict(run_dir=run_dir, data=data, scale=scale, seed=seed, device=device, track=track,
+    opts = dict(run_dir=run_dir, data=data, scale=scale, world=world, seed=seed, device=device, track=track,
                 hardware=hardware, profile=profile or ("reference" if data else "offline"),
                 image_model=image_model, text_model=text_model, reducer=reducer, epochs=epochs)
     run_dir.mkdir(parents=True, exist_ok=True)
