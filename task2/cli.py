@@ -26,8 +26,8 @@ def _log(msg: str) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="JSON file of TrainConfig fields (model fields under \"model\").")
-@click.option("--model", "model_class", type=click.Choice(["SASRecDCN", "DIN"]), default=None,
-              help="Model class [default: SASRecDCN].")
+@click.option("--model", "model_class", type=click.Choice(["SASRecDCN", "DIN", "MeanPoolMLP"]), default=None,
+              help="Model class [default: SASRecDCN; DIN: Track 1's fixed baseline; MeanPoolMLP: the plain baseline].")
 @click.option("--seed", type=int, default=None, help="Seed [default: 0].")
 @click.option("--device", type=str, default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
 @click.option("--epochs", type=int, default=None, help="Maximum epochs.")

@@ -40,6 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from task2.layers import MLP, CrossNetV2, ItemEncoder
+from task2.plain import MeanPoolMLP, MeanPoolMLPConfig
+
 # ---------------------------------------------------------------------------------------------
 # Configs
 
@@ -67,15 +70,34 @@ class SASRecDCNConfig:
     cross_layers: int = 3
     mlp_dims: tuple[int, ...] = (512, 256, 128)
     net_dropout: float = 0.0  # dropout in the parallel MLP
+    seq_dim: int = 0  # width of the sequence encoder: item vectors are projected to it; 0 = no projection
+    mean_readout: bool = False  # the user also as the mean of the history's item vectors (order-free)
+    target_attention: bool = False  # the user also as the states weighted by their match with the target
+    product: bool = False  # user state * projected target as a head input
+    item_bias: bool = False  # a learned scalar per item added to the logit (unknown items share one)
+
+    @property
+    def item_dim(self) -> int:
+        """Width of an item vector: [id embedding, frozen item_emb_d128]."""
+        return self.id_emb_dim + self.item_emb_dim
 
     @property
     def d_model(self) -> int:
-        return self.id_emb_dim + self.item_emb_dim
+        """Width of the sequence encoder."""
+        return self.seq_dim or self.item_dim
+
+    @property
+    def head_dim(self) -> int:
+        """Width of the head's input: user, target, levels, and the optional readouts."""
+        extra = sum((self.mean_readout, self.target_attention, self.product))
+        return (1 + extra) * self.d_model + self.item_dim + 2 * self.level_dim
 
     def check(self) -> None:
         """Raise ValueError on values the model cannot be built with."""
+        if self.seq_dim < 0:
+            raise ValueError("seq_dim must be >= 0")
         if self.d_model % self.n_heads:
-            raise ValueError(f"id_emb_dim + item_emb_dim = {self.d_model} must be divisible by n_heads = {self.n_heads}")
+            raise ValueError(f"the sequence width {self.d_model} must be divisible by n_heads = {self.n_heads}")
         if self.pooling not in ("last", "mean"):
             raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
         if self.max_len < 1 or self.n_items < 2 or not self.mlp_dims:
@@ -154,37 +176,6 @@ def config_from_dict(cls, values: dict):
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
-
-
-class ItemEncoder(nn.Module):
-    """Item vector = [trainable id embedding, frozen item_emb_d128 row].
-
-    Args:
-        n_items: rows of the item table, padding row 0 included.
-        id_dim: width of the trainable id embedding (row 0 stays zero: padding_idx).
-        item_emb: (n_items, E) frozen table, or None for zeros of width `item_emb_dim` (filled later by
-            `load_state_dict`).
-        item_emb_dim: E, used when `item_emb` is None.
-
-    Call: ids (...,) int -> (..., id_dim + E) float.
-
-    Example:
-        >>> enc = ItemEncoder(10, 4, torch.zeros(10, 3))
-        >>> enc(torch.tensor([[0, 5]])).shape
-        torch.Size([1, 2, 7])
-    """
-
-    def __init__(self, n_items: int, id_dim: int, item_emb: torch.Tensor | None = None, item_emb_dim: int = 128):
-        super().__init__()
-        self.id_emb = nn.Embedding(n_items, id_dim, padding_idx=0)
-        table = torch.zeros(n_items, item_emb_dim) if item_emb is None else item_emb.detach().float().clone()
-        if table.shape[0] != n_items:
-            raise ValueError(f"item_emb has {table.shape[0]} rows, expected n_items = {n_items}")
-        self.register_buffer("item_emb_d128", table, persistent=True)  # frozen, saved in the checkpoint
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        ids = ids.long()
-        return torch.cat([self.id_emb(ids), self.item_emb_d128[ids]], dim=-1)  # (..., id_dim + E)
 
 
 class EncoderBlock(nn.Module):
@@ -285,52 +276,6 @@ class SequenceEncoder(nn.Module):
         return self.pool(self.encode(seq, real), real)  # (B, D)
 
 
-class CrossNetV2(nn.Module):
-    """DCN-v2 cross network: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l, full-rank W_l, `n_layers` times.
-
-    Args: dim: input width D; n_layers: number of cross layers.
-    Call: x0 (B, D) -> (B, D).
-
-    Example:
-        >>> CrossNetV2(8, 3)(torch.randn(2, 8)).shape
-        torch.Size([2, 8])
-    """
-
-    def __init__(self, dim: int, n_layers: int):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
-
-    def forward(self, x0: torch.Tensor) -> torch.Tensor:
-        x = x0  # (B, D)
-        for layer in self.layers:
-            x = x0 * layer(x) + x  # (B, D)
-        return x
-
-
-class MLP(nn.Module):
-    """Linear -> [BatchNorm] -> ReLU -> Dropout for each width in `dims`; no output layer.
-
-    Args: in_dim; dims: hidden widths; dropout; batch_norm.
-    Call: x (B, in_dim) -> (B, dims[-1]).
-    """
-
-    def __init__(self, in_dim: int, dims: tuple[int, ...], dropout: float = 0.0, batch_norm: bool = False):
-        super().__init__()
-        layers: list[nn.Module] = []
-        for width in dims:
-            layers.append(nn.Linear(in_dim, width))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(width))
-            layers.append(nn.ReLU())
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            in_dim = width
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (B, dims[-1])
-
-
 # ---------------------------------------------------------------------------------------------
 # Models. Both take the same batch: item_seq (B, L) int, item_id (B,), likes_level (B,), views_level
 # (B,) and return logits (B,), or (logits, auxiliary loss) with with_aux=True (training). L may be
@@ -357,9 +302,13 @@ class SASRecDCN(nn.Module):
         # items seen in training (set_known_items); the others take `unknown_id` as their id vector
         self.register_buffer("id_known", torch.ones(cfg.n_items, dtype=torch.bool), persistent=True)
         self.unknown_id = nn.Parameter(torch.zeros(cfg.id_emb_dim))
+        self.project = nn.Linear(cfg.item_dim, cfg.d_model) if cfg.seq_dim else nn.Identity()
         self.likes = nn.Embedding(cfg.level_vocab, cfg.level_dim)
         self.views = nn.Embedding(cfg.level_vocab, cfg.level_dim)
-        in_dim = 2 * cfg.d_model + 2 * cfg.level_dim
+        if cfg.item_bias:
+            self.bias = nn.Embedding(cfg.n_items, 1)
+            self.unknown_bias = nn.Parameter(torch.zeros(1))
+        in_dim = cfg.head_dim
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
         self.mlp = MLP(in_dim, cfg.mlp_dims, cfg.net_dropout)
         self.head = nn.Linear(in_dim + cfg.mlp_dims[-1], 1)
@@ -379,6 +328,8 @@ class SASRecDCN(nn.Module):
             nn.init.normal_(emb.weight, std=0.02)
         for layer in self.cross.layers:  # start each cross layer near the identity map
             nn.init.normal_(layer.weight, std=0.01)
+        if self.cfg.item_bias:
+            nn.init.zeros_(self.bias.weight)
 
     def set_known_items(self, *ids: torch.Tensor) -> None:
         """Mark the item ids in `ids` (tensors of any shape, int32 or int64) as seen in training; padding 0
@@ -391,27 +342,49 @@ class SASRecDCN(nn.Module):
         known[0] = True
         self.id_known.copy_(known)
 
-    def encode_items(self, ids: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
-        """ids (...,) -> (..., D); unknown items (and, in training, a random id_dropout share) take unknown_id."""
-        v = self.items(ids)  # (..., D)
-        k = self.cfg.id_emb_dim
+    def unknown_mask(self, ids: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
+        """ids (...,) -> (...,) bool: items never seen in training and, with id_dropout > 0, a random share
+        of the real ones (training only)."""
         unknown = ~self.id_known[ids.long()]  # (...,)
         if id_dropout > 0:
             unknown = unknown | ((torch.rand(ids.shape, device=ids.device) < id_dropout) & (ids > 0))
+        return unknown
+
+    def encode_items(self, ids: torch.Tensor, unknown: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (...,) -> (..., item_dim); unknown items (`unknown_mask` by default) take unknown_id."""
+        v = self.items(ids)  # (..., item_dim)
+        k = self.cfg.id_emb_dim
+        if unknown is None:
+            unknown = self.unknown_mask(ids)
         id_part = torch.where(unknown[..., None], self.unknown_id.to(v.dtype).expand_as(v[..., :k]), v[..., :k])
-        return torch.cat([id_part, v[..., k:]], dim=-1)  # (..., D)
+        return torch.cat([id_part, v[..., k:]], dim=-1)  # (..., item_dim)
 
     def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
-        seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
+        cfg = self.cfg
+        seq = item_seq[:, -cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L) True = real item
-        items = self.encode_items(seq)  # (B, L, D)
+        items = self.project(self.encode_items(seq))  # (B, L, D)
         states = self.sequence.encode(items, real)  # (B, L, D)
         user = self.sequence.pool(states, real)  # (B, D)
-        target = self.encode_items(item_id, self.cfg.id_dropout if self.training else 0.0)  # (B, D)
-        x0 = torch.cat([user, target, self.likes(likes_level.long()), self.views(views_level.long())],
-                       dim=-1)  # (B, 2D + 2 level_dim)
-        h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, 2D + 2 level_dim + mlp_dims[-1])
+        unknown = self.unknown_mask(item_id, cfg.id_dropout if self.training else 0.0)  # (B,)
+        target = self.encode_items(item_id, unknown)  # (B, item_dim)
+        parts = [user, target, self.likes(likes_level.long()), self.views(views_level.long())]
+        t = self.project(target)  # (B, D)
+        w = real.to(items.dtype)  # (B, L)
+        if cfg.mean_readout:
+            parts.append((items * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0))  # (B, D)
+        if cfg.target_attention:
+            score = (states @ t[:, :, None]).squeeze(-1) / cfg.d_model ** 0.5  # (B, L)
+            a = torch.softmax(score.masked_fill(~real, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, L)
+            parts.append((a[..., None] * states).sum(1))  # (B, D)
+        if cfg.product:
+            parts.append(user * t)  # (B, D)
+        x0 = torch.cat(parts, dim=-1)  # (B, head_dim)
+        h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, head_dim + mlp_dims[-1])
         logits = self.head(h).squeeze(-1)  # (B,)
+        if cfg.item_bias:
+            bias = self.bias(item_id.long()).squeeze(-1)  # (B,)
+            logits = logits + torch.where(unknown, self.unknown_bias.to(bias.dtype), bias)
         if not with_aux:
             return logits
         return logits, self.next_item_loss(states, items, seq)
@@ -429,7 +402,7 @@ class SASRecDCN(nn.Module):
         valid = (seq[:, :-1] > 0) & (seq[:, 1:] > 0)  # (B, L-1)
         negs = torch.randint(1, self.cfg.n_items, (self.cfg.aux_negatives,), device=seq.device)  # (K,)
         pos = (h * items[:, 1:]).sum(-1, keepdim=True)  # (B, L-1, 1)
-        neg = h @ self.encode_items(negs).T  # (B, L-1, K)
+        neg = h @ self.project(self.encode_items(negs)).T  # (B, L-1, K)
         # a negative that is the positive, or an item never seen in training (it would be pushed down)
         neg = neg.masked_fill((seq[:, 1:, None] == negs) | ~self.id_known[negs], float("-inf"))
         nll = torch.logsumexp(torch.cat([pos, neg], dim=-1), dim=-1) - pos.squeeze(-1)  # (B, L-1)
@@ -444,6 +417,11 @@ class DINAttention(nn.Module):
 
     score_j = MLP([t, h_j, t - h_j, t * h_j]), pooled = sum_j score_j * real_j * h_j.
 
+    A padded slot (real_j = 0) contributes nothing, so `packed` scores only the real (row, slot) pairs:
+    the same sums over a median of 6 pairs per row instead of 64 (the scoring MLP has no batch norm, so
+    which rows it sees changes nothing). `forward` is the padded form, FuxiCTR's literal computation;
+    tests hold the two equal, values and gradients.
+
     Args: dim: item width D; units: hidden widths of the scoring MLP; dropout.
     Call: target (B, D), history (B, L, D), real (B, L) bool -> (B, D).
     """
@@ -457,6 +435,13 @@ class DINAttention(nn.Module):
         z = torch.cat([t, history, t - history, t * history], dim=-1)  # (B, L, 4D)
         w = self.score(z).squeeze(-1) * real.to(history.dtype)  # (B, L)
         return (w[..., None] * history).sum(dim=1)  # (B, D)
+
+    def packed(self, target: torch.Tensor, history: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        """target (B, D), history (P, D) the real history items, row (P,) the row of each -> (B, D)."""
+        t = target.index_select(0, row)  # (P, D)
+        z = torch.cat([t, history, t - history, t * history], dim=-1)  # (P, 4D)
+        w = self.score(z)  # (P, 1)
+        return torch.zeros_like(target).index_add_(0, row, w * history)  # (B, D)
 
 
 class DIN(nn.Module):
@@ -516,12 +501,15 @@ class DIN(nn.Module):
         d = self.cfg.embedding_dim
         return torch.cat([base[..., :d], tag_mean, self.emb_proj(base[..., d:])], dim=-1)  # (..., 2d + E)
 
-    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
+    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False, packed: bool = True):
         seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L)
-        history = self.encode_items(seq)  # (B, L, Di)
         target = self.encode_items(item_id)  # (B, Di)
-        pooled = self.attention(target, history, real)  # (B, Di)
+        if packed:  # only the real slots: gather them, score them, scatter the weighted sum back
+            row = real.nonzero(as_tuple=True)[0]  # (P,) row of each real slot, row-major
+            pooled = self.attention.packed(target, self.encode_items(seq[real]), row)  # (B, Di)
+        else:
+            pooled = self.attention(target, self.encode_items(seq), real)  # (B, Di)
         x = torch.cat([self.likes(likes_level.long()), self.views(views_level.long()), target, pooled],
                       dim=-1)  # (B, 2d + 2Di)
         logits = self.head(self.dnn(x)).squeeze(-1)  # (B,)
@@ -546,6 +534,7 @@ class DIN(nn.Module):
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "SASRecDCN": (SASRecDCN, SASRecDCNConfig),
     "DIN": (DIN, DINConfig),
+    "MeanPoolMLP": (MeanPoolMLP, MeanPoolMLPConfig),
 }
 
 
