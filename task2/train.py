@@ -62,13 +62,13 @@ class TrainConfig:
 
     model_class: str = "SASRecDCN"
     model: dict = field(default_factory=dict)
-    epochs: int = 5  # demo: valid AUC flattens by epoch 5 (+0.0002 over epoch 4); early stopping may end sooner
+    epochs: int = 100  # a cap, not a schedule: training stops on its own plateau (early_stop_patience)
     batch_size: int = 512  # global (effective) batch size, over all DDP ranks
     eval_batch_size: int = 1024
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # AdamW, on matrices and embeddings only
-    lr_epoch_decay: float = 0.7  # lr *= this after every epoch
-    lr_decay: float = 0.5  # and lr *= this after an epoch without a new best valid AUC
+    lr_epoch_decay: float = 1.0  # lr *= this after every epoch (1: none; a per-epoch decay assumes a data size)
+    lr_decay: float = 0.5  # lr *= this after an epoch without a new best valid AUC (decay on plateau)
     min_learning_rate: float = 1e-5
     early_stop_patience: int = 2  # epochs without a new best valid AUC before stopping
     grad_clip: float = 1.0
@@ -78,6 +78,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # CUDA only
     deterministic: bool = True  # torch.use_deterministic_algorithms and friends
+    fit_to_data: bool = False  # DIN (Track 1): batch_size and learning_rate from the training rows (fit_din_tunables)
 
     def check(self) -> None:
         if self.model_class not in MODEL_CLASSES:
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError("learning_rate and grad_clip must be > 0; min_learning_rate, weight_decay >= 0")
         if not (0 < self.lr_decay <= 1 and 0 < self.lr_epoch_decay <= 1):
             raise ValueError("lr_decay and lr_epoch_decay must be in (0, 1]")
+        if self.fit_to_data and self.model_class != "DIN":
+            raise ValueError("fit_to_data is Track 1's rule for DIN's batch_size and learning_rate; set them directly")
         if self.early_stop_patience < 1:
             raise ValueError("early_stop_patience must be >= 1")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -107,6 +110,27 @@ class TrainConfig:
 DIN_BASELINE_TRAIN = {"epochs": 100, "batch_size": 8192, "learning_rate": 1e-3, "weight_decay": 0.0,
                       "lr_epoch_decay": 1.0, "lr_decay": 0.1, "min_learning_rate": 1e-6,
                       "early_stop_patience": 3, "grad_clip": 10.0, "length_aware": False}
+DIN_OFFICIAL_ROWS = 3_600_000  # the official train split: 439 steps per epoch at batch 8192
+
+
+def fit_din_tunables(n_rows: int) -> dict:
+    """Track 1's batch_size and learning_rate for `n_rows` training rows (both are tunables the rules allow).
+
+    On the official data (3.6 M rows) they are the official 8192 and 1e-3. On less data the batch halves
+    until an epoch has at least the official 439 steps (floor 128), and the learning rate follows the
+    square-root scaling rule for Adam (lr x sqrt(batch / 8192)): at batch 8192, 120,000 rows are 15 steps
+    an epoch, and a plateau schedule that decides once per epoch has almost nothing to decide with.
+    """
+    official_batch, official_lr = DIN_BASELINE_TRAIN["batch_size"], DIN_BASELINE_TRAIN["learning_rate"]
+    steps = DIN_OFFICIAL_ROWS // official_batch
+    batch = official_batch
+    while batch > 128 and n_rows / batch < steps:
+        batch //= 2
+    lr = official_lr * math.sqrt(batch / official_batch)
+    return {"train_rows": int(n_rows), "batch_size": batch, "learning_rate": float(f"{lr:.6g}"),
+            "official": {"batch_size": official_batch, "learning_rate": official_lr},
+            "rule": f"batch halves from {official_batch} until an epoch has >= {steps} steps (floor 128); "
+                    "learning_rate x sqrt(batch / 8192)"}
 
 
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
@@ -128,7 +152,9 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfi
             raise UserError("the config must be a JSON object of TrainConfig fields", path=path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("model_class") == "DIN":
-        values = {**DIN_BASELINE_TRAIN, **values}
+        # batch size and learning rate fitted to the data unless either is given
+        fit = "batch_size" not in values and "learning_rate" not in values
+        values = {**DIN_BASELINE_TRAIN, "fit_to_data": fit, **values}
     try:
         cfg = config_from_dict(TrainConfig, values)
         _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
@@ -219,6 +245,12 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     train_path, valid_path = split_path(data_dir, "train"), split_path(data_dir, "valid")
     train_split = read_split(train_path, n_items=items.n_items).to(device)
     valid_split = read_split(valid_path, n_items=items.n_items).to(device)
+    fitted = None
+    if cfg.fit_to_data:
+        fitted = fit_din_tunables(len(train_split))
+        cfg = dataclasses.replace(cfg, batch_size=fitted["batch_size"], learning_rate=fitted["learning_rate"])
+        log(f"batch_size {cfg.batch_size}, learning_rate {cfg.learning_rate:g} fitted to {len(train_split):,} "
+            f"training rows (official {fitted['official']['batch_size']}, {fitted['official']['learning_rate']:g})")
     t_loaded = time.perf_counter()
     log(f"data: {len(train_split):,} train, {len(valid_split):,} valid rows, {items.n_items:,} items "
         f"({t_loaded - t_start:.1f} s)")
@@ -264,6 +296,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         "effective_batch_size": cfg.batch_size,
         "per_rank_batch_size": math.ceil(cfg.batch_size / world),
         "amp_dtype": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+        "fitted_to_data": fitted,
     }
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,9 +388,15 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
                 f"valid AUC {valid_auc:.4f}{' *' if improved else ''}, lr {lr:.2e}, {epoch_s:.1f} s, "
                 f"{row['samples_per_s']:,.0f} samples/s")
         if since_best >= cfg.early_stop_patience:
+            stop_reason = (f"plateau: no new best valid AUC for {since_best} epochs "
+                           f"(early_stop_patience {cfg.early_stop_patience})")
             break
         lr = lr * cfg.lr_epoch_decay * (1.0 if improved else cfg.lr_decay)
         lr = max(lr, cfg.min_learning_rate)
+    else:
+        stop_reason = (f"epoch cap: {cfg.epochs} epochs run, the last "
+                       + ("a new best (raise epochs: the model was still improving)" if since_best == 0
+                          else f"{since_best} epoch(s) after the best"))
 
     # --- run record ------------------------------------------------------------------------------
     run = {
@@ -370,6 +409,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         "best_valid_auc": best_auc,
         "epochs_run": len(rows),
         "stopped_early": len(rows) < cfg.epochs,
+        "stop_reason": stop_reason,
+        "fitted_to_data": fitted,
         "world_size": world,
         "device": str(device),
         "train_rows": len(train_split),
