@@ -1,7 +1,7 @@
 """The data contract: pandera DataFrameModels (polars backend) for every file of the challenge.
 
 Each model fixes the columns and exact dtypes as polars prints them for the official files
-(`../shared/docs/challenge.md`, section 1). Value checks are named polars expressions (`RowCheck`,
+(docs/challenge.md, section 1). Value checks are named polars expressions (`RowCheck`,
 true where a row is valid): they run inside pandera as data-level checks, and when one fails the
 same expression finds the first failing row numbers for the report. Checks whose bounds depend on the
 dataset's size (the item vocabulary) are added by `schema_for(kind, n_items)`, so the same contract
