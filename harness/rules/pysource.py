@@ -12,7 +12,18 @@ For every `.py` file the AST gives `ImportRef`s (absolute dotted names, with lin
 - attribute chains on imported modules (`import sklearn as sk; sk.ensemble.RandomForestClassifier`,
   `torch.hub.load`);
 - `exec(...)`, `eval(...)` and `compile(...)` of a constant string: the string is parsed as code and
-  scanned the same way; of a computed string: recorded as `?`.
+  scanned the same way; of a computed string: recorded as `?`;
+- `getattr(module, "name")` (and setattr, delattr, hasattr) with a constant name, as `module.name`.
+
+Besides imports, it records `uses` that let code reach other code without an import statement the
+reader can follow: the names in `BUILTIN_NAMES` (exec, eval, compile, __import__, globals, ...),
+attributes in `SPECIAL_ATTRS` (__globals__, __subclasses__, f_globals, ...), `getattr` on a module
+with a computed name, `vars(module)`, and calls in `WATCHED_CALLS` with their constant keywords
+(`torch.load(..., weights_only=False)`). The rules decide which of these are allowed.
+
+Sources are parsed from their bytes exactly as Python decodes them: `tokenize.detect_encoding` reads
+the coding declaration (recorded in `encoding`) and `ast.parse` decodes the bytes with it, so a
+`# -*- coding: utf-7 -*-` module is read as the interpreter would run it.
 
 String constants that name a module exactly are kept apart (`strings`): weak evidence, for warnings.
 """
@@ -20,10 +31,19 @@ String constants that name a module exactly are kept apart (`strings`): weak evi
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from dataclasses import dataclass, field
 
 IMPORT_CALLS = {"import_module", "__import__", "run_module", "find_spec"}
 EXEC_CALLS = {"exec", "eval", "compile"}
+BUILTIN_NAMES = {"exec", "eval", "compile", "__import__", "globals", "breakpoint", "__builtins__", "__loader__",
+                 "__spec__"}
+SPECIAL_ATTRS = {"__globals__", "__subclasses__", "__code__", "__builtins__", "__loader__", "__import__",
+                 "f_globals", "f_locals", "f_builtins", "f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame",
+                 "__reduce__", "__reduce_ex__", "__setstate__"}
+ATTR_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
+WATCHED_CALLS = {"torch.load", "torch.serialization.load", "numpy.load", "numpy.lib.npyio.load"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,14 @@ class ImportRef:
     module: str  # absolute dotted name; "?" when it cannot be determined statically
     line: int
     route: str  # import | from | call | attribute | exec | dynamic
+
+
+@dataclass(frozen=True)
+class Use:
+    line: int
+    kind: str  # builtin | attr | getattr | vars | call
+    what: str  # the name, attribute, module or dotted call
+    detail: str = ""  # call: the constant keywords, e.g. "weights_only=False"
 
 
 @dataclass
@@ -42,6 +70,8 @@ class ModuleSource:
     imports: list[ImportRef] = field(default_factory=list)
     strings: list[tuple[str, int]] = field(default_factory=list)  # (constant, line)
     tree: ast.Module | None = None
+    encoding: str = "utf-8"  # the source encoding Python uses for the file (tokenize.detect_encoding)
+    uses: list[Use] = field(default_factory=list)
 
 
 def module_name(rel_path: str) -> tuple[str, bool]:
@@ -105,6 +135,23 @@ class _Scanner(ast.NodeVisitor):
     def add(self, module: str, line: int, route: str) -> None:
         self.mod.imports.append(ImportRef(module, line, route))
 
+    def use(self, line: int, kind: str, what: str, detail: str = "") -> None:
+        self.mod.uses.append(Use(line, kind, what, detail))
+
+    def dotted(self, node) -> str | None:
+        """The absolute dotted name an expression denotes when it is an alias or a chain on one."""
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in self.aliases:
+            return ".".join([self.aliases[node.id], *reversed(chain)])
+        return None
+
+    def visit_Name(self, node):
+        if node.id in BUILTIN_NAMES:
+            self.use(node.lineno, "builtin", node.id)
+
     # visitors --------------------------------------------------------------------------------
     def visit_Module(self, node):
         for stmt in node.body:  # module-level string constants, for import_module(NAME)
@@ -137,6 +184,8 @@ class _Scanner(ast.NodeVisitor):
             self.aliases[alias.asname or alias.name] = full
 
     def visit_Attribute(self, node):
+        if node.attr in SPECIAL_ATTRS:
+            self.use(node.lineno, "attr", node.attr)
         chain = []
         cur = node
         while isinstance(cur, ast.Attribute):
@@ -150,6 +199,33 @@ class _Scanner(ast.NodeVisitor):
     def visit_Call(self, node):
         func = node.func
         fname = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if (isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr"
+                and len(func.args) >= 2):
+            fname = self.const_str(func.args[1])  # getattr(importlib, "import_module")(...)
+        if isinstance(func, ast.Name) and fname in ATTR_CALLS and len(node.args) >= 2:
+            target = self.dotted(node.args[0])
+            if target is None and isinstance(node.args[0], ast.Name) and node.args[0].id in ("__builtins__",
+                                                                                          "builtins"):
+                target = "builtins"
+            name = self.const_str(node.args[1])
+            if name is not None and name in SPECIAL_ATTRS | BUILTIN_NAMES:
+                self.use(node.lineno, "attr", name)
+            if target is not None:
+                if name is None:
+                    self.use(node.lineno, "getattr", target)
+                else:
+                    self.add(f"{target}.{name}", node.lineno, "attribute")
+        if isinstance(func, ast.Name) and fname in ("vars", "dir") and node.args:
+            target = self.dotted(node.args[0])
+            if target is not None:
+                self.use(node.lineno, "vars", target)
+        called = self.dotted(func)
+        if called in WATCHED_CALLS:
+            kws = []
+            for k in node.keywords:
+                value = k.value.value if isinstance(k.value, ast.Constant) else "?"
+                kws.append(f"{k.arg}={value!r}" if k.arg else "**?")
+            self.use(node.lineno, "call", called, ", ".join(kws))
         if fname in IMPORT_CALLS and node.args:
             target = self.const_str(node.args[0])
             if target is None:
@@ -192,16 +268,26 @@ class _Scanner(ast.NodeVisitor):
             self.mod.strings.append((node.value, getattr(node, "lineno", 0)))
 
 
-def scan_source(name: str, rel_path: str, is_package: bool, text: str) -> ModuleSource:
-    """Parse one module's source and collect its imports; a parse failure is recorded, not raised."""
+def source_encoding(data: bytes) -> str:
+    """The encoding Python decodes a source file with (its coding declaration or BOM, else UTF-8);
+    SyntaxError when the declaration names no codec or contradicts the BOM."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    return encoding
+
+
+def scan_source(name: str, rel_path: str, is_package: bool, source: bytes | str) -> ModuleSource:
+    """Parse one module's source (bytes, decoded as Python decodes them; or text) and collect its imports
+    and uses; a failure to decode or parse is recorded, not raised."""
     mod = ModuleSource(name=name, path=rel_path, is_package=is_package)
     try:
-        tree = ast.parse(text, filename=rel_path)
+        if isinstance(source, bytes):
+            mod.encoding = source_encoding(source)
+        tree = ast.parse(source, filename=rel_path)
         _Scanner(mod).visit(tree)
     except SyntaxError as e:
-        mod.error = f"syntax error at line {e.lineno}: {e.msg}"
+        mod.error = f"syntax error at line {e.lineno}: {e.msg}" if e.lineno else f"cannot be decoded: {e.msg}"
         return mod
-    except (ValueError, RecursionError, MemoryError) as e:
+    except (ValueError, RecursionError, MemoryError, LookupError, UnicodeError) as e:
         mod.error = f"cannot be parsed ({type(e).__name__})"
         return mod
     mod.tree = tree
