@@ -352,7 +352,7 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
         (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n",
                                            encoding="utf-8")
         log(f"verifying {len(b.roles)} files before publishing")
-        report = verify_package(tmp, data=data, track=track, log=log)
+        report = verify_package(tmp, data=data, track=track, log=log, expected_state=expected)
         report.root = str(out)
         if not report.ok:
             shutil.rmtree(tmp, ignore_errors=True)

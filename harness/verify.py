@@ -1,11 +1,19 @@
 """`harness verify DIR`: a mechanical verdict on a submission folder, safe on a stranger's package.
 
 By default nothing of the submission runs: the manifest (every hash, nothing missing, nothing extra),
-the schemas (prediction.csv against the test IDs when --data is given, item_info) and every static rule
-of harness.rules are checked from the files alone; no pickle is ever loaded. `--rerun predict` and
-`--rerun full` then run the package's own code on a temporary copy, in subprocesses (harness.rules.rerun):
-those modes execute the submission, so run an untrusted package's re-run inside a throwaway container.
-The re-run is refused when the static safety checks (PKG-HYGIENE, T2-CHECKPOINT-FORMAT) fail.
+the layout and the released harness files, the schemas (prediction.csv against the test IDs when --data
+is given, item_info) and every static rule of harness.rules are checked from the files alone; no pickle
+is ever loaded. Static verify is triage: what it cannot prove is an error. `--rerun predict` and
+`--rerun full` then run the package's own code on a temporary copy inside a sandbox (no network, writes
+only to a scratch folder, read-only data, scrubbed environment, resource limits; harness.rules.sandbox)
+under an audit hook (harness.rules.rerun_driver). Where the machine offers no isolation, `--rerun`
+refuses unless `--no-sandbox` (for a throwaway container). The re-run is refused when the static safety
+checks (PKG-HYGIENE, T2-CHECKPOINT-FORMAT) fail.
+
+On any input the command ends with a verdict, never a traceback: an unexpected exception becomes a
+finding (exit 1) and the other rules still run; printed paths and messages are escaped. It never
+imports code from the folder it is run in (harness/__main__.py re-executes `python -m harness` from a
+submission folder without it on the import path).
 
 Exit codes: 0 everything holds (warnings allowed), 1 findings, 2 usage or I/O problems.
 """
@@ -13,16 +21,19 @@ Exit codes: 0 everything holds (warnings allowed), 1 findings, 2 usage or I/O pr
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from harness.errors import Finding, UserError, exit_code_for
+from harness.errors import Finding, UserError, error, exit_code_for
 
 SAFETY_RULES = ("PKG-HYGIENE", "T2-CHECKPOINT-FORMAT")
-RERUN_AFFECTED = ("T2-SINGLE-MODEL", "NO-ENSEMBLE-TREE", "RERUN-PREDICT", "RERUN-FULL")
+RERUN_AFFECTED = ("T2-SINGLE-MODEL", "NO-ENSEMBLE-TREE", "RERUN-PREDICT", "RERUN-FULL", "RERUN-SANDBOX")
+INTERNAL = "VERIFY"  # the id of a finding for an unexpected exception outside any rule
 
 
 @dataclass
@@ -46,10 +57,24 @@ class VerifyReport:
         return {"ok": self.ok, "exit_code": self.exit_code, "findings": [f.to_dict() for f in self.findings]}
 
 
+def internal_finding(e: BaseException, where: str) -> Finding:
+    from harness.rules.context import printable
+
+    return error(INTERNAL, f"internal error while {where} ({type(e).__name__}: {printable(str(e), 200)}); the "
+                 "verdict is FAIL; please report it", ".")
+
+
 def verify_package(root, data=None, track: int | None = None, rerun: str | None = None, device: str = "cpu",
                    timeout: float = 3600.0, auc_tolerance: float | None = None, min_spearman: float | None = None,
-                   log=None) -> VerifyReport:
-    """Check a submission folder; see the module docstring. Raises UserError for usage and I/O problems."""
+                   log=None, sandbox: bool = True, hide=(), keep_prediction=None,
+                   expected_state: dict | None = None, rerun_only_if_clean: bool = False) -> VerifyReport:
+    """Check a submission folder; see the module docstring. Raises UserError for usage and I/O problems.
+
+    `sandbox=False` runs `--rerun` without isolation; `hide` lists paths the re-run's sandbox covers (the
+    ground truth, other packages); `keep_prediction` receives the re-computed prediction.csv;
+    `expected_state` is the declared class's layout from code the caller trusts (`harness package`);
+    `rerun_only_if_clean` skips the re-run when a static rule already failed (harness audit).
+    """
     from harness.rules import run_rules
     from harness.rules.context import PackageContext
     from harness.rules.rerun import AUC_TOLERANCE, MIN_SPEARMAN, run_rerun
@@ -71,14 +96,30 @@ def verify_package(root, data=None, track: int | None = None, rerun: str | None 
         raise UserError("--rerun needs --data DATA_DIR: the re-run predicts (and trains on) that dataset")
     if not (device == "cpu" or device == "cuda"):
         raise UserError(f"--device must be cpu or cuda, not {device!r}")
+    if rerun and sandbox:
+        from harness.rules.sandbox import probe
 
-    ctx = PackageContext(root, track=track, data=data)
+        iso = probe()
+        if not iso.available:
+            raise UserError(f"--rerun runs the package's code, and this machine offers no isolation "
+                            f"({iso.namespaces_note}); run it where `unshare --user --net` works, or pass "
+                            "--no-sandbox inside a throwaway container")
+
+    try:
+        ctx = PackageContext(root, track=track, data=data, expected_state=expected_state)
+    except Exception as e:  # noqa: BLE001 - a verdict on any input
+        return VerifyReport(str(root), track, rerun or "static", [internal_finding(e, "reading the package")],
+                            {INTERNAL: "error"})
     findings, status = run_rules(ctx)
     report = VerifyReport(str(root), ctx.track, rerun or "static", findings, status)
     if not rerun:
         return report
     blocking = sorted({f.id for f in findings if f.severity == "error" and f.id in SAFETY_RULES})
-    if blocking:
+    failed = sorted({f.id for f in findings if f.severity == "error"})
+    if rerun_only_if_clean and failed:
+        why = f"static verify failed ({', '.join(failed)})"
+        ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
+    elif blocking:
         why = f"the static safety checks failed ({', '.join(blocking)}); the package's code was not run"
         ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
     elif ctx.track is None:
@@ -86,10 +127,16 @@ def verify_package(root, data=None, track: int | None = None, rerun: str | None 
         ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
     else:
         t0 = time.perf_counter()
-        ctx.rerun = run_rerun(ctx, rerun, device=device, timeout=timeout,
-                              auc_tolerance=AUC_TOLERANCE if auc_tolerance is None else auc_tolerance,
-                              min_spearman=MIN_SPEARMAN if min_spearman is None else min_spearman, log=log)
+        try:
+            ctx.rerun = run_rerun(ctx, rerun, device=device, timeout=timeout,
+                                  auc_tolerance=AUC_TOLERANCE if auc_tolerance is None else auc_tolerance,
+                                  min_spearman=MIN_SPEARMAN if min_spearman is None else min_spearman, log=log,
+                                  use_sandbox=sandbox, hide=hide, keep_prediction=keep_prediction)
+        except Exception as e:  # noqa: BLE001 - a verdict on any input
+            why = f"the re-run failed inside the verifier ({type(e).__name__}: {str(e)[:200]})"
+            ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
         log(f"re-run ({rerun}) took {time.perf_counter() - t0:.1f} s")
+    ctx.rerun["sandboxed"] = bool(sandbox)
     again, again_status = run_rules(ctx, only=list(RERUN_AFFECTED))
     report.findings = [f for f in findings if f.id not in RERUN_AFFECTED] + again
     report.status.update({k: v for k, v in again_status.items()})
@@ -102,6 +149,8 @@ def rerun_summary(rerun: dict | None) -> list[str]:
     if not rerun:
         return []
     lines = []
+    if rerun.get("sandbox"):
+        lines.append(f"re-run sandbox: {rerun['sandbox']}")
     pred = rerun.get("predict") or {}
     cmp = pred.get("comparison") or {}
     if pred.get("skipped"):
@@ -123,7 +172,13 @@ def rerun_summary(rerun: dict | None) -> list[str]:
 
 
 def render(report: VerifyReport, descriptions: dict[str, str] | None = None) -> str:
-    """The readable table: one line per rule (ok / FAIL / warn / skip), its findings under it, a verdict."""
+    """The readable table: one line per rule (ok / FAIL / warn / skip), its findings under it, a verdict.
+
+    Every path and message is escaped (harness.rules.context.printable): a file name or manifest key
+    cannot move the cursor, rewrite a line or print a fake verdict.
+    """
+    from harness.rules.context import printable
+
     lines = [f"{'RESULT':<7}{'RULE':<22}FINDINGS"]
     by_rule: dict[str, list[Finding]] = {}
     for f in report.findings:
@@ -136,15 +191,17 @@ def render(report: VerifyReport, descriptions: dict[str, str] | None = None) -> 
                    else "not applicable to this track or mode" if st == "skipped" else "")
         lines.append(f"{label.get(st, st):<7}{rid:<22}{summary}".rstrip())
         for f in found:
-            lines.append(f"       {f.severity:<8}{f.path + ': ' if f.path else ''}{f.message}")
-    for rid, found in by_rule.items():  # findings of an id outside the registry (none expected)
+            path = printable(f.path, 300) + ": " if f.path else ""
+            lines.append(f"       {f.severity:<8}{path}{printable(f.message, 1000)}")
+    for rid, found in by_rule.items():  # findings of an id outside the registry (VERIFY)
         for f in found:
-            lines.append(f"{'FAIL' if f.severity == 'error' else 'warn':<7}{rid:<22}{f.path}: {f.message}")
-    lines += rerun_summary(report.rerun)
+            lines.append(f"{'FAIL' if f.severity == 'error' else 'warn':<7}{rid:<22}{printable(f.path, 300)}: "
+                         f"{printable(f.message, 1000)}")
+    lines += [printable(x, 2000) for x in rerun_summary(report.rerun)]
     n_err = sum(f.severity == "error" for f in report.findings)
     n_warn = len(report.findings) - n_err
     verdict = "PASS" if report.ok else "FAIL"
-    lines.append(f"{verdict}: {report.root} checked as track {report.track if report.track else '?'} "
+    lines.append(f"{verdict}: {printable(report.root, 300)} checked as track {report.track if report.track else '?'} "
                  f"({report.mode}): {n_err} error(s), {n_warn} warning(s)")
     return "\n".join(lines)
 
@@ -172,23 +229,61 @@ def render_rules() -> str:
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds allowed per re-run.")
 @click.option("--auc-tolerance", type=float, default=None, help="--rerun full: |AUC - recorded| bound [0.005].")
 @click.option("--min-spearman", type=float, default=None, help="--rerun full: rank-correlation bound [0.95].")
+@click.option("--no-sandbox", "no_sandbox", is_flag=True,
+              help="Run --rerun without isolation (only inside a throwaway container): no namespaces, no Landlock.")
 @click.option("--list-rules", is_flag=True, help="Print the rules (id, tracks, mode, description) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print only {ok, exit_code, findings} as JSON on stdout.")
-def verify_cmd(directory, rerun, data_dir, track, device, timeout, auc_tolerance, min_spearman, list_rules,
-               as_json) -> int:
+def verify_cmd(directory, rerun, data_dir, track, device, timeout, auc_tolerance, min_spearman, no_sandbox,
+               list_rules, as_json) -> int:
     """Check a submission folder against the manifest, the schemas and the competition's rules."""
+    guard_import_path()
     if list_rules:
         click.echo(render_rules())
         return 0
     if directory is None:
         raise UserError("missing DIR: pass the submission folder (harness verify DIR [--data DATA_DIR])")
     t0 = time.perf_counter()
-    report = verify_package(directory, data=data_dir, track=None if track is None else int(track), rerun=rerun,
-                            device=device, timeout=timeout, auc_tolerance=auc_tolerance,
-                            min_spearman=min_spearman, log=lambda m: click.echo(m, err=True))
+    log = lambda m: click.echo(_printable_log(m), err=True)  # noqa: E731
+    try:
+        report = verify_package(directory, data=data_dir, track=None if track is None else int(track), rerun=rerun,
+                                device=device, timeout=timeout, auc_tolerance=auc_tolerance,
+                                min_spearman=min_spearman, log=log, sandbox=not no_sandbox)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a verdict on any input, never a traceback
+        report = VerifyReport(str(directory), None, rerun or "static", [internal_finding(e, "verifying")],
+                              {INTERNAL: "error"})
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
         click.echo(render(report))
     click.echo(f"verified in {time.perf_counter() - t0:.1f} s", err=True)
     return report.exit_code
+
+
+def _printable_log(msg: str) -> str:
+    from harness.rules.context import printable
+
+    return printable(msg, 4000)
+
+
+def guard_import_path() -> None:
+    """Keep the current folder off the import path, so that a package's own task1/, task2/ or harness/ in
+    it can never be what the verifier imports; make stdout and stderr escape what they cannot encode."""
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.abspath(p) != cwd
+                   or _is_installed_root(p)]
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+
+
+def _is_installed_root(path: str) -> bool:
+    """True when `path` is the project this harness is installed from (a source checkout's root)."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        return Path(path or ".").resolve() == here
+    except OSError:
+        return False

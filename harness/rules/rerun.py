@@ -1,14 +1,21 @@
-"""`harness verify --rerun predict|full`: run the package's own code on a temporary copy, in subprocesses.
+"""`harness verify --rerun predict|full`: run the package's own code on a copy, in a sandbox.
 
-- `predict`: `python -m task2 predict --run outputs/task2 --data DATA --out ... --track T` with the copy
-  first on the import path (see rerun_driver.py). On the CPU the re-computed prediction.csv must be
-  byte-identical to the packaged one; on CUDA every score must agree within `CUDA_TOLERANCE`. The run
-  also records which nn.Modules ran forward and whether the checkpoint loads strictly into the declared
-  class rebuilt by the package's own code.
-- `full`: everything `predict` does, then the package's recorded reproduce steps (MANIFEST.json
-  `reproduce`: Task 1 embed for tracks 1 and 3, Task 2 train, predict) from scratch; the re-trained
-  model's best validation AUC must be within `auc_tolerance` of the recorded one and the new test
-  predictions' Spearman rank correlation with the packaged ones at least `min_spearman`.
+- `predict`: `python -m task2 predict --run outputs/task2 --data DATA --out SCRATCH/out --track T` with
+  the copy first on the import path (see rerun_driver.py). On the CPU the re-computed prediction.csv
+  must be byte-identical to the packaged one; on CUDA every score must agree within `CUDA_TOLERANCE`.
+  The run also records which nn.Modules ran forward, the declared class's layout built by the
+  package's own code, and whether the checkpoint loads strictly into it.
+- `full`: everything `predict` does, then the reproduce steps the verifier's own packaging code
+  derives for this package (harness.rules.trust_rules.trusted_steps; never the manifest's): Task 1
+  embed for tracks 1 and 3, Task 2 train, predict, from scratch; the re-trained model's best
+  validation AUC must be within `auc_tolerance` of the recorded one and the new test predictions'
+  Spearman rank correlation with the packaged ones at least `min_spearman`.
+
+Every step runs in the sandbox of harness.rules.sandbox (no network, writes only to the scratch
+folder, reads only of the package copy, the data's split files and Python, scrubbed environment,
+CPU/memory/process limits) and under the driver's audit hook, whose events come back on a pipe as
+they happen. The temporary folder holds `package/` (the copy, read-only inside), `driver/` (the
+driver, its settings) and `scratch/` (HOME, TMPDIR, outputs: the only writable place).
 
 Stated bounds: AUC_TOLERANCE = 0.005 is about two standard errors of an AUC near 0.97 on 10,000
 validation rows (challenge.md, section 4); MIN_SPEARMAN = 0.95 allows GPU non-determinism between
@@ -27,62 +34,112 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+from harness.rules import sandbox
 
 AUC_TOLERANCE = 0.005
 MIN_SPEARMAN = 0.95
 CUDA_TOLERANCE = 1e-5
-ALLOWED_MODULES = ("task1", "task2", "harness")
-PASS_ENV = ("PATH", "HOME", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "XDG_CACHE_HOME", "OMP_NUM_THREADS",
-            "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "SSL_CERT_FILE")
-
-
-def _env(seed: str, tmp: Path, copy: Path) -> dict:
-    env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
-    env["PYTHONPATH"] = str(copy)  # for any Python the package's code starts itself (the driver isolates its own)
-    env.update({"PYTHONHASHSEED": seed, "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1",
-                "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TMPDIR": str(tmp), "TQDM_DISABLE": "1"})
-    return env
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # what the verifier reads of one run's event stream
+EVENT_KINDS = ("socket", "write", "read", "process", "native", "unpickle", "exec", "import")
 
 
 def _tail(path: Path, n: int = 1500) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
     lines = [x for x in text.splitlines() if x.strip() and "it/s]" not in x and "s/it]" not in x]
     return "\n".join(lines)[-n:]
 
 
-def _run(tmp: Path, copy: Path, mode: str, run_dir: Path, module: str, args: list[str], env: dict,
+def _read_events(fd: int, sink: list) -> None:
+    """Read the event pipe to its end (all writers closed), keeping at most MAX_EVENT_BYTES."""
+    kept = 0
+    buf = b""
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        while True:
+            chunk = f.read(65536)
+            if not chunk:
+                break
+            if kept < MAX_EVENT_BYTES:
+                buf += chunk[: MAX_EVENT_BYTES - kept]
+                kept += len(chunk)
+    for line in buf.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            sink.append(doc)
+    if kept >= MAX_EVENT_BYTES:
+        sink.append({"type": "truncated"})
+
+
+def _summarise(messages: list) -> dict:
+    """{sandbox, record, events: {kind: [{what, stack}]}, truncated} from the pipe's messages."""
+    out: dict = {"sandbox": None, "record": None, "events": {k: [] for k in EVENT_KINDS}, "truncated": False}
+    for m in messages:
+        kind = m.get("type")
+        if kind == "sandbox" and out["sandbox"] is None:
+            out["sandbox"] = m
+        elif kind == "record" and out["record"] is None:
+            out["record"] = m
+        elif kind == "event" and m.get("kind") in out["events"]:
+            direct = m.get("direct")
+            out["events"][m["kind"]].append({"what": str(m.get("what"))[:300],
+                                             "stack": [str(s)[:300] for s in (m.get("stack") or [])][:12],
+                                             "direct": str(direct)[:300] if direct else None})
+        elif kind == "truncated":
+            out["truncated"] = True
+    return out
+
+
+def _run(tmp: Path, plan: sandbox.Plan, mode: str, run_dir: Path, module: str, args: list[str], env: dict,
          timeout: float, tag: str) -> dict:
-    """One driver subprocess; returns {rc, seconds, record, log_tail, timed_out}."""
-    record_path = tmp / f"{tag}.record.json"
-    log_path = tmp / f"{tag}.log"
-    cmd = [sys.executable, "-B", "-s", str(tmp / "driver" / "rerun_driver.py"), str(record_path), str(copy),
-           mode, str(run_dir), "--", module, *args]
+    """One sandboxed driver run; returns {rc, seconds, timed_out, log_tail, command, sandbox, record, events}."""
+    log_path = tmp / "logs" / f"{tag}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    driver_argv = [sys.executable, "-B", "-s", str(tmp / "driver" / "rerun_driver.py"), str(write_fd),
+                   str(tmp / "driver" / "settings.json"), mode, str(run_dir), "--", module, *args]
+    config = tmp / "driver" / f"{tag}.sandbox.json"
+    config.write_text(json.dumps(plan.config(write_fd, driver_argv)), encoding="utf-8")
+    cgroup = sandbox.PidsCgroup(plan.iso.pids_cgroup if plan.enabled else None, plan.limits.processes, tag)
+    messages: list = []
+    reader = threading.Thread(target=_read_events, args=(read_fd, messages), daemon=True)
+    reader.start()
     t0 = time.perf_counter()
     timed_out = False
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
-    record = None
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            record = None
-    return {"rc": rc, "seconds": round(time.perf_counter() - t0, 1), "record": record,
-            "log_tail": _tail(log_path), "timed_out": timed_out,
-            "command": f"python -m {module} {' '.join(args)}"}
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(plan.command(str(tmp / "driver" / "sandbox_init.py"), str(config)),
+                                    cwd=tmp / "package", env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(write_fd,),
+                                    preexec_fn=cgroup.join if cgroup.path else None)
+            os.close(write_fd)
+            write_fd = -1
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        reader.join(timeout=10)
+        cgroup.close()
+    out = _summarise(messages)
+    out.update({"rc": rc, "seconds": round(time.perf_counter() - t0, 1), "timed_out": timed_out,
+                "log_tail": _tail(log_path), "command": f"python -m {module} {' '.join(args)}"})
+    return out
 
 
 def _copy_package(ctx, dest: Path) -> None:
@@ -100,6 +157,8 @@ def _compare_predictions(new: Path, old: Path, device: str) -> dict:
 
     if not new.is_file():
         return {"identical": False, "message": "the re-run wrote no prediction.csv"}
+    if new.stat().st_size > 512 * 1024 * 1024:
+        return {"identical": False, "message": f"the re-run wrote a {new.stat().st_size:,}-byte prediction.csv"}
     a, b = new.read_bytes(), old.read_bytes()
     out = {"identical": a == b, "bytes": [len(a), len(b)]}
     try:
@@ -110,10 +169,14 @@ def _compare_predictions(new: Path, old: Path, device: str) -> dict:
     if fa.columns != fb.columns or fa.height != fb.height or not fa["ID"].equals(fb["ID"]):
         out["message"] = f"columns/rows differ: {fa.columns} x {fa.height} vs {fb.columns} x {fb.height}"
         return out
-    diffs = [float((fa[c].cast(pl.Float64) - fb[c].cast(pl.Float64)).abs().max() or 0.0)
-             for c in fa.columns if c != "ID"]
+    try:
+        diffs = [float((fa[c].cast(pl.Float64) - fb[c].cast(pl.Float64)).abs().max() or 0.0)
+                 for c in fa.columns if c != "ID"]
+        out["rows_differing"] = int(sum(int((fa[c] != fb[c]).sum()) for c in fa.columns if c != "ID"))
+    except Exception as e:  # non-numeric columns
+        out["message"] = f"cannot compare values ({type(e).__name__})"
+        return out
     out["max_abs_diff"] = max(diffs) if diffs else 0.0
-    out["rows_differing"] = int(sum(int((fa[c] != fb[c]).sum()) for c in fa.columns if c != "ID"))
     out["within_tolerance"] = out["max_abs_diff"] <= CUDA_TOLERANCE
     out["device"] = device
     return out
@@ -135,28 +198,45 @@ def _spearman(new: Path, old: Path) -> float | None:
 
 
 def _steps(ctx, data: Path, work: Path, device: str) -> tuple[list[tuple[str, str, list[str]]], str | None]:
-    """The manifest's reproduce steps with placeholders filled, or (.., why they are unusable)."""
-    steps = ctx.section("reproduce").get("steps")
-    if not isinstance(steps, list) or not steps:
-        return [], "the manifest records no reproduce steps"
-    out = []
+    """The verifier's own reproduce steps for this package with placeholders filled, or (.., why not)."""
+    from harness.rules.trust_rules import trusted_steps
+
+    steps, _ = trusted_steps(ctx)
+    if not steps:
+        return [], "the reproduce steps cannot be derived (unknown track, or no task1.json)"
     subst = {"{data}": str(data), "{work}": str(work), "{device}": device}
+    out = []
     for s in steps:
-        if not isinstance(s, dict) or s.get("module") not in ALLOWED_MODULES or not isinstance(s.get("args"), list) \
-                or not all(isinstance(a, str) for a in s["args"]):
-            return [], f"reproduce step {s!r:.120} is not {{name, module in {ALLOWED_MODULES}, args: [str]}}"
         args = []
         for a in s["args"]:
             for k, v in subst.items():
                 a = a.replace(k, v)
             args.append(a)
-        out.append((str(s.get("name", s["module"])), s["module"], args))
+        out.append((s["name"], s["module"], args))
     return out, None
 
 
+def make_plan(ctx, tmp: Path, mode: str, device: str, timeout: float, use_sandbox: bool, hide=(),
+              limits: sandbox.Limits | None = None) -> sandbox.Plan:
+    iso = sandbox.probe()
+    read = [str(tmp / "package"), str(tmp / "driver"), *sandbox.python_roots(), *sandbox.data_roots(
+        Path(ctx.data), mode)]
+    read += [p for p in sandbox.SYSTEM_READ if os.path.exists(p)]
+    if mode == "full":
+        read += sandbox.cache_roots()
+    return sandbox.Plan(enabled=use_sandbox, iso=iso, scratch=str(tmp / "scratch"), read=read,
+                        write=[str(tmp / "scratch")], devices=sandbox.devices(device),
+                        limits=limits or sandbox.default_limits(timeout, device), hide=[str(h) for h in hide])
+
+
 def run_rerun(ctx, mode: str, device: str = "cpu", timeout: float = 3600.0,
-              auc_tolerance: float = AUC_TOLERANCE, min_spearman: float = MIN_SPEARMAN, log=None) -> dict:
-    """Run the package's code; return {"mode", "predict": {...}, "full": {...}} for the rerun rules."""
+              auc_tolerance: float = AUC_TOLERANCE, min_spearman: float = MIN_SPEARMAN, log=None,
+              use_sandbox: bool = True, hide=(), keep_prediction: Path | None = None) -> dict:
+    """Run the package's code; return {"mode", "sandbox", "predict": {...}, "full": {...}} for the rerun rules.
+
+    `hide`: paths covered inside the sandbox (the ground truth, the other packages); `keep_prediction`:
+    where to copy the re-computed prediction.csv (harness audit scores it).
+    """
     log = log or (lambda msg: None)
     result: dict = {"mode": mode, "device": device, "auc_tolerance": auc_tolerance, "min_spearman": min_spearman}
     run_rel, pred_rel = ctx.one("task2_checkpoint"), ctx.one("prediction")
@@ -166,32 +246,48 @@ def run_rerun(ctx, mode: str, device: str = "cpu", timeout: float = 3600.0,
             result["full"] = dict(result["predict"])
         return result
     seed = str(((ctx.run_record() or {}).get("seeding") or {}).get("pythonhashseed") or "0")
+    if not seed.isdigit():
+        seed = "0"
     with tempfile.TemporaryDirectory(prefix="mmctr-rerun-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(tmp_name).resolve()
         copy = tmp / "package"
         _copy_package(ctx, copy)
         (tmp / "driver").mkdir()
-        shutil.copyfile(Path(__file__).with_name("rerun_driver.py"), tmp / "driver" / "rerun_driver.py")
-        env = _env(seed, tmp, copy)
+        here = Path(__file__).parent
+        for name in ("rerun_driver.py", "sandbox_init.py"):
+            shutil.copyfile(here / name, tmp / "driver" / name)
+        scratch = tmp / "scratch"
+        for sub in ("home", "tmp", "cache", "out", "work"):
+            (scratch / sub).mkdir(parents=True)
+        plan = make_plan(ctx, tmp, mode, device, timeout, use_sandbox, hide)
+        (tmp / "driver" / "settings.json").write_text(json.dumps(
+            {"package_root": str(copy), "read": plan.read, "devices": plan.devices,
+             "write": plan.write + (["/dev/shm"] if plan.enabled else [])}),
+            encoding="utf-8")
+        result["sandbox"] = plan.describe()
+        env = sandbox.scrubbed_env(scratch, seed)
         run_dir = copy / Path(run_rel).parent
-        out_dir = tmp / "rerun_prediction"
-        args = ["predict", "--run", str(run_dir), "--data", str(Path(ctx.data).resolve()), "--out", str(out_dir),
-                "--track", str(ctx.track), "--device", device]
-        log(f"re-run: python -m task2 {' '.join(args)}")
-        res = _run(tmp, copy, "predict", run_dir, "task2", args, env, timeout, "predict")
-        rec = res.pop("record") or {}
-        res.update({k: rec.get(k) for k in ("origins", "forward", "strict_load", "banned_loaded")})
-        if res["rc"] == 0:
+        out_dir = scratch / "out"
+        data = str(Path(ctx.data).resolve())
+        args = ["predict", "--run", str(run_dir), "--data", data, "--out", str(out_dir), "--track", str(ctx.track),
+                "--device", device]
+        log(f"re-run ({'sandbox: ' + ('on' if use_sandbox else 'OFF')}): python -m task2 {' '.join(args)}")
+        res = _run(tmp, plan, "predict", run_dir, "task2", args, env, timeout, "predict")
+        rec = res.get("record") or {}
+        res.update({k: rec.get(k) for k in ("origins", "forward", "strict_load", "declared_state", "banned_loaded",
+                                            "imports")})
+        if res["rc"] == 0 and res.get("record") is not None:
             res["comparison"] = _compare_predictions(out_dir / "prediction.csv", ctx.path(pred_rel), device)
+            if keep_prediction is not None and (out_dir / "prediction.csv").is_file():
+                shutil.copyfile(out_dir / "prediction.csv", keep_prediction)
         result["predict"] = res
         if mode == "full":
-            result["full"] = _full(ctx, tmp, copy, env, device, timeout, pred_rel, log)
+            result["full"] = _full(ctx, tmp, plan, env, device, timeout, pred_rel, log)
     return result
 
 
-def _full(ctx, tmp: Path, copy: Path, env: dict, device: str, timeout: float, pred_rel: str, log) -> dict:
-    work = tmp / "work"
-    work.mkdir()
+def _full(ctx, tmp: Path, plan: sandbox.Plan, env: dict, device: str, timeout: float, pred_rel: str, log) -> dict:
+    work = tmp / "scratch" / "work"
     steps, why = _steps(ctx, Path(ctx.data).resolve(), work, device)
     if why:
         return {"skipped": why}
@@ -199,8 +295,9 @@ def _full(ctx, tmp: Path, copy: Path, env: dict, device: str, timeout: float, pr
     deadline = time.monotonic() + timeout
     for name, module, args in steps:
         log(f"re-run ({name}): python -m {module} {' '.join(args)}")
-        res = _run(tmp, copy, "plain", work, module, args, env, max(1.0, deadline - time.monotonic()), name)
-        res.pop("record", None)
+        res = _run(tmp, plan, "plain", work, module, args, env, max(1.0, deadline - time.monotonic()), name)
+        rec = res.get("record") or {}
+        res.update({k: rec.get(k) for k in ("origins", "banned_loaded", "imports")})
         res["name"] = name
         out["steps"].append(res)
         if res["rc"] != 0:
@@ -208,7 +305,7 @@ def _full(ctx, tmp: Path, copy: Path, env: dict, device: str, timeout: float, pr
     new_run = work / "task2" / "run.json"
     try:
         out["valid_auc"] = json.loads(new_run.read_text(encoding="utf-8")).get("best_valid_auc")
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         out["valid_auc"] = None
     out["recorded_valid_auc"] = (ctx.run_record() or {}).get("best_valid_auc")
     new_pred = work / "prediction" / "prediction.csv"

@@ -1,16 +1,30 @@
-"""Runs inside a re-run subprocess, beside (never inside) the package copy; not imported by the harness.
+"""Runs inside a re-run's sandbox, beside (never inside) the package copy; not imported by the harness.
 
-    python -B rerun_driver.py RECORD PACKAGE_ROOT MODE RUN_DIR -- MODULE ARG...
+    python -B -s rerun_driver.py EVENTS_FD SETTINGS.json MODE RUN_DIR -- MODULE ARG...
 
 Makes the package copy the only source of `task1`, `task2` and `harness` (the copy first on sys.path;
-editable-install finders that would map those names to another checkout are removed), then runs
-`python -m MODULE ARG...` in this process. MODE `predict` also records, with a global forward hook,
-every nn.Module that ran forward, and afterwards rebuilds the declared class with the package's own
-`task2.model.build_model` and loads the checkpoint with `load_state_dict(strict=True)`. MODE `plain`
-only runs the module. The record (JSON) goes to RECORD; the exit code is the module's.
+editable-install finders that would map those names to another checkout are removed), installs an
+audit hook (`sys.addaudithook`), then runs `python -m MODULE ARG...` in this process.
 
-The submission's code runs here with the user's rights: this is evidence for an honest submission,
-not a sandbox (a hostile one could forge the record; run untrusted packages in a throwaway container).
+The audit hook sends one JSON line per event to EVENTS_FD as it happens (so what was sent stays sent
+whatever the code does next): network sockets (`socket.*`), opens and file-system changes outside the
+allowed folders (`open`, `os.*`), processes (`subprocess.Popen`, `os.system`, `os.exec`,
+`os.posix_spawn`, `os.spawn`, `pty.spawn`), native code (`ctypes.dlopen`), unpickling
+(`pickle.find_class`, `marshal.loads`), `exec`/`compile` called from the package's own files, and
+imports of banned modules (or of task1 while Task 2 predicts), however the import was spelled. Each
+event carries the package-relative stack (file:line) that led to it and `direct`, the package frame it
+came from unless the import of another module came in between (a library's own import-time work, such
+as importlib's marshal.loads, is dropped for the kinds judged by where they come from); the verifier
+decides which of them are the competitor's code. Events are capped per kind and place.
+
+MODE `predict` also records, with a global forward hook, every nn.Module that ran forward, and
+afterwards rebuilds the declared class with the package's own `task2.model.build_model`: its state
+layout (`declared_state`) and whether the checkpoint loads with `load_state_dict(strict=True)`. MODE
+`plain` only runs the module. The final record goes to EVENTS_FD as a `record` line; the exit code is
+the module's.
+
+The hook is evidence, not the boundary: code in this process can forge or silence later events (not
+earlier ones). The boundary is the sandbox around this process (sandbox_init.py).
 """
 
 import json
@@ -19,7 +33,14 @@ import runpy
 import sys
 
 BANNED = ("xgboost", "lightgbm", "catboost", "sklearn.ensemble", "sklearn.tree", "thundergbm", "ngboost",
-          "torchensemble")
+          "h2o", "treelite", "torchensemble", "interpret.glassbox", "pyspark.ml.classification")
+MAX_PER_KIND = 20  # events sent per kind and package file:line (and ten times that per kind in all)
+ATTRIBUTED = ("process", "native", "unpickle", "exec")  # judged by where they come from
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+FS_CHANGES = {"os.remove": 0, "os.unlink": 0, "os.rmdir": 0, "os.mkdir": 0, "os.rename": 1, "os.replace": 1,
+              "os.link": 1, "os.symlink": 1, "os.chmod": 0, "os.chown": 0, "os.truncate": 0, "os.utime": 0,
+              "shutil.rmtree": 0, "shutil.copyfile": 1, "shutil.move": 1}
+PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn")
 
 
 def _isolate(package_root):
@@ -30,6 +51,147 @@ def _isolate(package_root):
                         if "__editable__" not in (getattr(f, "__module__", "") or "")
                         and "__editable__" not in type(f).__module__]
     sys.path_importer_cache.clear()
+
+
+def _banned(name):
+    return any(name == b or name.startswith(b + ".") for b in BANNED)
+
+
+def install_hook(fd, settings, mode):
+    """The audit hook; every name it uses is bound here, before the package's code runs."""
+    write = os.write
+    dumps = json.dumps
+    getframe = sys._getframe
+    fspath = os.fspath
+    abspath = os.path.abspath
+    root = os.path.realpath(settings["package_root"]) + os.sep
+    reads = tuple(os.path.realpath(p).rstrip(os.sep) + os.sep for p in settings["read"]) + tuple(
+        p + os.sep for p in settings["read"])
+    writes = tuple(os.path.realpath(p).rstrip(os.sep) + os.sep for p in settings["write"])
+    files = frozenset(settings["devices"])
+    counts = {}
+    busy = []
+    predict = mode == "predict"
+
+    me = os.path.abspath(__file__)
+
+    def frames():
+        """Frames from the audited call outwards, this driver's own skipped."""
+        f = getframe(1)
+        while f is not None and f.f_code.co_filename == me:
+            f = f.f_back
+        return f
+
+    def send(kind, what, caller_only=False):
+        if counts.get(kind, 0) >= MAX_PER_KIND * 10:
+            return
+        f = frames()
+        where = []
+        direct = None  # the package frame the event came from, unless an import of another module came between
+        if caller_only:  # exec/compile: only the frame that called it decides
+            name = f.f_code.co_filename if f is not None else ""
+            if not name.startswith(root):
+                return
+            where = [f"{name[len(root):]}:{f.f_lineno}"]
+            direct = where[0]
+        else:
+            through_import = False
+            while f is not None and len(where) < 12:
+                name = f.f_code.co_filename
+                if name.startswith(root):
+                    where.append(f"{name[len(root):]}:{f.f_lineno}")
+                    if direct is None and not through_import:
+                        direct = where[-1]
+                elif name.startswith("<frozen importlib"):
+                    through_import = through_import or not where
+                f = f.f_back
+        if direct is None and kind in ATTRIBUTED:
+            return  # a library's own work while being imported: not the package's doing
+        key = (kind, direct)
+        if counts.get(key, 0) >= MAX_PER_KIND:
+            return  # capped per kind and per place, so that no place can crowd out another
+        counts[key] = counts.get(key, 0) + 1
+        counts[kind] = counts.get(kind, 0) + 1
+        try:
+            write(fd, (dumps({"type": "event", "kind": kind, "what": str(what)[:300], "stack": where,
+                              "direct": direct}) + "\n").encode())
+        except Exception:  # noqa: BLE001 - a closed pipe must not change the run
+            pass
+
+    def path_of(value):
+        if isinstance(value, int):
+            return None
+        try:
+            p = fspath(value)
+        except TypeError:
+            return None
+        if isinstance(p, bytes):
+            p = p.decode("utf-8", "surrogateescape")
+        return abspath(p)
+
+    def check_path(value, writing):
+        p = path_of(value)
+        if p is None or p in files:
+            return
+        if writing:
+            if not (p + os.sep).startswith(writes):
+                send("write", p)
+        elif not (p + os.sep).startswith(reads) and not (p + os.sep).startswith(writes):
+            send("read", p)
+
+    def hook(event, args):
+        if busy:
+            return
+        busy.append(1)
+        try:
+            if event == "open":
+                path, mode_, flags = args
+                if isinstance(mode_, str):
+                    writing = any(c in mode_ for c in "wax+")
+                else:
+                    writing = bool((flags or 0) & WRITE_FLAGS)
+                check_path(path, writing)
+            elif event in FS_CHANGES:
+                check_path(args[0], True)
+                if FS_CHANGES[event] and len(args) > 1:
+                    check_path(args[1], True)
+            elif event in ("os.listdir", "os.scandir"):
+                check_path(args[0] if args and args[0] is not None else ".", False)
+            elif event.startswith("socket."):
+                if event == "socket.__new__":
+                    family = args[1] if len(args) > 1 else None
+                    if family != 1:  # AF_UNIX (multiprocessing's pipes) stays local
+                        send("socket", f"socket(family={family})")
+                elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
+                    addr = args[1] if len(args) > 1 else None
+                    if not isinstance(addr, (str, bytes)):
+                        send("socket", f"{event[7:]} {addr!r}")
+                elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
+                               "socket.gethostbyaddr", "socket.getnameinfo"):
+                    send("socket", f"{event[7:]} {args[0]!r}")
+            elif event.startswith(PROCESS_EVENTS):
+                send("process", f"{event} {' '.join(map(str, args))[:200]}")
+            elif event == "ctypes.dlopen":
+                send("native", f"ctypes.dlopen {args[0]!r}")
+            elif event in ("pickle.find_class", "marshal.loads", "marshal.load"):
+                send("unpickle", f"{event} {args[0]!r}.{args[1]!r}" if event == "pickle.find_class" else event)
+            elif event in ("exec", "compile"):
+                what = getattr(args[0], "co_filename", None) if event == "exec" else args[1]
+                send("exec", f"{event} {what!r}", caller_only=True)
+            elif event == "import":
+                name = args[0]
+                if _banned(name):
+                    send("import", name)
+                elif predict and (name == "task1" or name.startswith("task1.")):
+                    send("import", name)
+            elif event == "sys.addaudithook":
+                send("process", "sys.addaudithook (another audit hook)")
+        except Exception:  # noqa: BLE001 - the hook must never break the run it watches
+            pass
+        finally:
+            busy.pop()
+
+    sys.addaudithook(hook)
 
 
 def _qual(obj):
@@ -49,12 +211,15 @@ def _origins(package_root):
 
 
 def main():
-    record_path, package_root, mode, run_dir = sys.argv[1:5]
+    fd, settings_path, mode, run_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     if sys.argv[5] != "--":
-        raise SystemExit("usage: rerun_driver.py RECORD PACKAGE_ROOT MODE RUN_DIR -- MODULE ARG...")
+        raise SystemExit("usage: rerun_driver.py EVENTS_FD SETTINGS MODE RUN_DIR -- MODULE ARG...")
     module, args = sys.argv[6], sys.argv[7:]
+    with open(settings_path, encoding="utf-8") as f:
+        settings = json.load(f)
+    package_root = settings["package_root"]
     _isolate(package_root)
-    record = {"mode": mode, "module": module}
+    record = {"type": "record", "mode": mode, "module": module}
     seen = {}
     handle = None
     if mode == "predict":
@@ -64,23 +229,36 @@ def main():
             seen.setdefault(id(mod), mod)
 
         handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    before = set(sys.modules)
+    install_hook(fd, settings, mode)
     sys.argv = [module, *args]
     rc = 0
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException as e:  # noqa: BLE001 - reported as the run's failure
+        import traceback
+
+        traceback.print_exc()
+        record["exception"] = f"{type(e).__name__}: {e}"[:400]
+        rc = 1
     if handle is not None:
         handle.remove()
     record["rc"] = rc
     record["origins"] = _origins(package_root)
-    record["banned_loaded"] = sorted(m for m in sys.modules
-                                     if any(m == b or m.startswith(b + ".") for b in BANNED))
+    record["imports"] = sorted(set(sys.modules) - before)
+    record["banned_loaded"] = sorted(m for m in sys.modules if _banned(m))
     if mode == "predict":
-        record["forward"], record["strict_load"] = _inspect(seen, run_dir)
-    with open(record_path, "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    sys.exit(rc)
+        record["forward"], record["strict_load"], record["declared_state"] = _inspect(seen, run_dir)
+    os.write(fd, (json.dumps(record) + "\n").encode())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc if isinstance(rc, int) and 0 <= rc < 256 else 1)
+
+
+TORCH_TO_ST = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+               "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 
 def _inspect(seen, run_dir):
@@ -94,6 +272,7 @@ def _inspect(seen, run_dir):
     forward = {"modules": sorted({_qual(m) for m in mods}), "roots": sorted(_qual(m) for m in roots),
                "declared_class": None, "outside_declared": []}
     strict = {"ok": False, "message": "not attempted"}
+    declared_state = None
     try:
         with open(os.path.join(run_dir, "model_args.json"), encoding="utf-8") as f:
             args = json.load(f)
@@ -109,12 +288,14 @@ def _inspect(seen, run_dir):
         from safetensors.torch import load_file
 
         model = build_model(args)
+        declared_state = {k: [TORCH_TO_ST.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape)]
+                          for k, v in model.state_dict().items()}
         model.load_state_dict(load_file(os.path.join(run_dir, "model.safetensors")), strict=True)
         strict = {"ok": True, "message": f"{len(model.state_dict())} tensors loaded strictly into "
                                          f"{args['model_class']}"}
     except Exception as e:  # the record says what failed; the verifier turns it into a finding
         strict = {"ok": False, "message": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"}
-    return forward, strict
+    return forward, strict, declared_state
 
 
 if __name__ == "__main__":

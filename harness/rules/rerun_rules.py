@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from harness.errors import error, warning
 from harness.rules import rule
+from harness.rules.code_rules import _rerun_steps, competitor_modules
 from harness.rules.rerun import CUDA_TOLERANCE
+
+SANDBOX_SETUP_FAILED = 97  # sandbox_init.py's exit code
 
 
 def _failed_run(rid: str, res: dict, where: str) -> list:
     if res.get("skipped"):
         return [error(rid, f"not run: {res['skipped']}", where)]
+    sb = res.get("sandbox")
+    if isinstance(sb, dict) and sb.get("ok") is False:
+        return [error(rid, f"the sandbox could not be set up ({sb.get('failed_step')}: {sb.get('error')}); the "
+                      "package's code did not run", where)]
     if res.get("timed_out"):
         return [error(rid, f"`{res.get('command')}` ran past the time limit ({res.get('seconds')} s)", where)]
     if res.get("rc") != 0:
         tail = " | ".join(str(res.get("log_tail", "")).splitlines()[-3:])
         return [error(rid, f"`{res.get('command')}` exited {res.get('rc')}: {tail[:500]}", where)]
+    if "record" in res and res.get("record") is None:
+        return [error(rid, f"`{res.get('command')}` exited 0 but the driver's record never came back: the "
+                      "package's code ended the process itself", where)]
     return []
 
 
@@ -81,4 +91,61 @@ def check_rerun_full(ctx):
     if res.get("task1_identical") is False:
         out.append(warning(rid, "re-computed Task 1 item_info.parquet is not byte-identical to the packaged one",
                            ctx.one("task1_embeddings") or where))
+    return out
+
+
+def _competitor_frame(event: dict, competitor: set[str]) -> str | None:
+    """The competitor's file:line the event came from: the nearest package frame, unless the event
+    happened while importing another module (a library's own import-time work)."""
+    frame = event.get("direct")
+    if frame and str(frame).rsplit(":", 1)[0] in competitor:
+        return str(frame)
+    return None
+
+
+@rule("RERUN-SANDBOX", "the re-runs ran in the sandbox (no network, writes only to the scratch folder; the "
+      "mechanism is reported) and the package's code opened no network socket, wrote nothing outside its scratch "
+      "folder, read nothing outside the package, the data's split files and Python, and started no process, ran "
+      "no exec/compile, native code or unpickling of its own; Task 2's predict imported nothing of Task 1",
+      mode="predict")
+def check_sandbox(ctx):
+    rid = "RERUN-SANDBOX"
+    rerun = ctx.rerun or {}
+    out = []
+    where = ctx.one("task2_checkpoint") or "."
+    if rerun.get("sandboxed") is False:
+        out.append(warning(rid, "ran without isolation (--no-sandbox): the package's code had the verifier's user, "
+                           "network and files; only the audit hook's record below speaks for it", where))
+    competitor = {mod.path for mod in competitor_modules(ctx).values()}
+    for step, res in _rerun_steps(ctx):
+        sb = res.get("sandbox")
+        if isinstance(sb, dict) and sb.get("ok") is False:
+            continue  # RERUN-PREDICT / RERUN-FULL report the failed set-up
+        events = res.get("events") or {}
+
+        def at(e):
+            stack = e.get("stack") or []
+            return f" (at {stack[0]})" if stack else ""
+
+        for e in events.get("socket", [])[:5]:
+            out.append(error(rid, f"re-run ({step}) used the network: {e['what']}{at(e)}", where))
+        for e in events.get("write", [])[:5]:
+            out.append(error(rid, f"re-run ({step}) wrote outside its scratch folder: {e['what']}{at(e)}", where))
+        for e in events.get("read", [])[:5]:
+            out.append(error(rid, f"re-run ({step}) read outside the package, the data and Python: {e['what']}"
+                             f"{at(e)}", where))
+        for kind, what in (("process", "started a process"), ("native", "loaded native code"),
+                           ("unpickle", "unpickled"), ("exec", "ran exec/compile")):
+            for e in events.get(kind, [])[:20]:
+                frame = _competitor_frame(e, competitor)
+                if frame:
+                    out.append(error(rid, f"re-run ({step}): the competitor's code {what}: {e['what']} (at {frame})",
+                                     where))
+        if step == "predict":
+            for e in events.get("import", [])[:5]:
+                if e["what"] == "task1" or e["what"].startswith("task1."):
+                    out.append(error(rid, f"re-run (predict): Task 2 imported {e['what']}{at(e)}: Task 1 and "
+                                     "Task 2 are separate models", where))
+        if res.get("truncated"):
+            out.append(warning(rid, f"re-run ({step}): the audit record was cut at its size limit", where))
     return out

@@ -331,8 +331,9 @@ def test_package_code_root_rebuilds_the_model_from_the_packaged_code(run2, tmp_p
     with safe_open(str(tmp_path / "s/outputs/task2/model.safetensors"), "pt") as f:
         names = set(f.keys())
     assert set(manifest["task2"]["expected_state"]) == names
-    single = [f for f in report.findings if f.id == "T2-SINGLE-MODEL"]
-    assert [f.severity for f in single] == ["warning"]  # the strict load is left to --rerun predict
+    # the packager built the declared class from the packaged code on the submitter's own machine and passed
+    # that layout to verify; a stranger's static verify cannot, and says so (test_rules)
+    assert [f for f in report.findings if f.id == "T2-SINGLE-MODEL"] == []
 
 
 def test_malformed_records_give_findings_not_crashes(p2, tiny_data):
