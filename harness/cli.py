@@ -23,6 +23,7 @@ COMMANDS = {
     "predict": "task2.cli:predict",
     "package": "harness.package:package_cmd",
     "verify": "harness.verify:verify_cmd",
+    "audit": "harness.audit:audit_cmd",
     "fingerprint": "harness.commands:fingerprint_cmd",
 }
 
