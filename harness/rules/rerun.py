@@ -221,12 +221,13 @@ def make_plan(ctx, tmp: Path, mode: str, device: str, timeout: float, use_sandbo
     iso = sandbox.probe()
     read = [str(tmp / "package"), str(tmp / "driver"), *sandbox.python_roots(), *sandbox.data_roots(
         Path(ctx.data), mode)]
-    read += [p for p in sandbox.SYSTEM_READ if os.path.exists(p)]
+    read += [p for p in sandbox.SYSTEM_READ if os.path.exists(p)] + sandbox.etc_roots()
     if mode == "full":
         read += sandbox.cache_roots()
     return sandbox.Plan(enabled=use_sandbox, iso=iso, scratch=str(tmp / "scratch"), read=read,
                         write=[str(tmp / "scratch")], devices=sandbox.devices(device),
-                        limits=limits or sandbox.default_limits(timeout, device), hide=[str(h) for h in hide])
+                        limits=limits or sandbox.default_limits(timeout, device),
+                        hide=sandbox.hidden_paths(read, hide))
 
 
 def run_rerun(ctx, mode: str, device: str = "cpu", timeout: float = 3600.0,

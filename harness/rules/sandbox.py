@@ -38,7 +38,13 @@ from pathlib import Path
 
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child",
            "--mount-proc"]
-SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", "/opt")
+SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/proc", "/sys", "/opt")
+# /etc is readable entry by entry, less these; /dev only as the DEVICES below. Inside the namespaces the
+# package's code is uid 0 of the machine without capabilities: file permissions alone would not stop it.
+SENSITIVE_ETC = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl", "pki",
+                 "security", "krb5.keytab", "machine-id", "credstore", "credstore.encrypted", "wireguard")
+SENSITIVE = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers", "/etc/ssh", "/root",
+             "/home")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 CUDA_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps/*", "/dev/dri/*")
 PASS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
@@ -170,6 +176,28 @@ def python_roots() -> list[str]:
     except AttributeError:
         pass
     return sorted(os.path.realpath(r) for r in roots if r and os.path.isdir(r))
+
+
+def etc_roots() -> list[str]:
+    """/etc's entries but the sensitive ones (what the loader, locale and time zone code read)."""
+    try:
+        names = sorted(os.listdir("/etc"))
+    except OSError:
+        return []
+    out = [f"/etc/{n}" for n in names if n not in SENSITIVE_ETC]
+    return out + [p for p in ("/etc/ssl/certs",) if os.path.isdir(p)]  # public CA certificates only
+
+
+def hidden_paths(read_roots: list[str], extra=()) -> list[str]:
+    """What the mounts cover inside the sandbox: the sensitive system paths and `extra` (the ground truth,
+    the submissions), less any that holds something the re-run must read (a venv under /root, say)."""
+    out = []
+    for p in [*SENSITIVE, *map(str, extra)]:
+        rp = os.path.realpath(p)
+        if os.path.exists(rp) and not any(os.path.realpath(r) == rp or os.path.realpath(r).startswith(rp + os.sep)
+                                          for r in read_roots):
+            out.append(rp)
+    return sorted(set(out))
 
 
 def devices(device: str) -> list[str]:

@@ -8,9 +8,11 @@ the machine allows (see sandbox.py), so it begins as root of fresh user, network
 namespaces: no network interface but a loopback that is down, no other process visible. In order:
 
 1. mounts (only inside a mount namespace of its own, which it checks): the scratch folder is
-   bind-mounted onto itself, a private tmpfs covers /dev/shm, the configured `hide` paths are covered
-   (the ground truth, other teams' packages), then every other mount is remounted read-only, so the
-   only writable places are the scratch folder and the private /dev/shm;
+   bind-mounted onto itself; a fresh /dev holds only the configured device files (no disks: the
+   process is uid 0 of the machine without capabilities, so file permissions alone would let it read
+   a disk) and a private /dev/shm; the configured `hide` paths are covered (the ground truth, other
+   teams' packages, /etc/shadow); then every other mount is remounted read-only, so the only writable
+   places are the scratch folder and the private /dev/shm;
 2. resource limits (setrlimit): CPU seconds, address space, processes, file size, open files, no cores;
 3. capabilities: the bounding set is emptied, the securebits are locked so that uid 0 regains nothing
    on exec, every capability is dropped, and no_new_privs is set; the package's code can no longer
@@ -168,7 +170,29 @@ def namespaces() -> dict:
     return {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("user", "mnt", "net", "pid")}
 
 
-def apply_mounts(scratch: str, host_ns: dict, hide=()) -> dict:
+def private_dev(devices) -> None:
+    """A fresh /dev holding only `devices` (bind-mounted from the real ones), a private /dev/shm and the
+    usual fd links: the machine's disks and other devices are not even visible."""
+    fds = {}
+    for dev in devices:
+        try:
+            fds[dev] = os.open(dev, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+    _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for dev, fd in fds.items():
+        os.makedirs(os.path.dirname(dev), exist_ok=True)
+        os.close(os.open(dev, os.O_CREAT | os.O_WRONLY, 0o666))
+        _mount(f"/proc/self/fd/{fd}", dev, None, MS_BIND)
+        os.close(fd)
+    os.mkdir("/dev/shm")
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=1g,mode=1777")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"/dev/{name}")
+
+
+def apply_mounts(scratch: str, host_ns: dict, hide=(), devices=()) -> dict:
     """Scratch stays writable, /dev/shm becomes private, the `hide` paths are covered (an empty tmpfs over a
     folder, /dev/null over a file), every other mount read-only.
 
@@ -181,10 +205,8 @@ def apply_mounts(scratch: str, host_ns: dict, hide=()) -> dict:
         raise OSError(f"not in a {' and '.join(shared)} namespace of its own: refusing to remount anything")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(scratch, scratch, None, MS_BIND | MS_REC)
-    keep = {scratch}
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=1g,mode=1777")
-        keep.add("/dev/shm")
+    keep = {scratch, "/dev/shm"}
+    private_dev(devices)
     hidden = []
     for path in hide:
         if os.path.isdir(path):
@@ -256,7 +278,8 @@ def main():
     try:
         if cfg.get("mount"):
             step = "mounts"
-            report["mounts"] = apply_mounts(cfg["scratch"], cfg.get("host_ns") or {}, cfg.get("hide") or [])
+            report["mounts"] = apply_mounts(cfg["scratch"], cfg.get("host_ns") or {}, cfg.get("hide") or [],
+                                            cfg.get("devices") or [])
         step = "rlimits"
         report["rlimits"] = apply_rlimits(cfg.get("rlimits", {}))
         step = "capabilities"
