@@ -99,6 +99,13 @@ def hidden_data(ctx, rel: str, kind: str) -> list[str]:
     if kind == "text" and rel != ctx.one("prediction"):
         data = ctx.read_bytes(rel, MAX_TEXT_BYTES)
         out = []
+        try:
+            data.decode("utf-8")
+            binary = b"\x00" in data
+        except UnicodeDecodeError:
+            binary = True
+        if binary:
+            out.append("binary data after a text beginning (NUL bytes or invalid UTF-8): it could hold weights")
         n = sum(1 for _ in NUMBER.finditer(data))
         if n > MAX_NUMBERS:
             out.append(f"{n:,} numbers in a text file (limit {MAX_NUMBERS:,}): a model's parameters as text?")

@@ -1,9 +1,11 @@
 """What the rules look at: a submission folder read without following links, running code or unpickling.
 
 `PackageContext(root, track, data)` walks the folder once with `lstat` (symlinks are recorded, never
-followed), loads MANIFEST.json, and offers cached, safe views that the rules share: files by role, JSON
-documents, the Python modules (parsed, never imported), the Task 2 checkpoint's header, the data root's
-files. A file is only ever opened when it is a regular file inside the folder (`O_NOFOLLOW`).
+followed; the walk is iterative and bounded), loads MANIFEST.json, and offers cached, safe views that
+the rules share: files by role (roles come from the layout below, never from the manifest, which the
+submitter writes), JSON documents, the Python modules (parsed from their bytes as Python decodes them,
+never imported), the Task 2 checkpoint's header, the data root's files. A file is only ever opened
+when it is a regular file inside the folder (`O_NOFOLLOW`) within the size limits.
 
 The package layout (what `harness package` writes; `LAYOUT` maps paths to roles):
 

@@ -143,8 +143,8 @@ def content_findings(ctx, rid: str) -> list:
 
     out = []
     for rel in ctx.files():
-        if rel.split("/")[0] in ("harness", "scripts") or rel == "MANIFEST.json":
-            continue  # PKG-RELEASED-CODE holds them to a release; the manifest is parsed, not loaded
+        if rel.split("/")[0] in ("harness", "scripts"):
+            continue  # PKG-RELEASED-CODE holds them to a release
         if ctx.roles().get(rel) == "task2_checkpoint" and rel != ctx.one("task2_checkpoint"):
             continue  # a second checkpoint: counted above
         try:

@@ -179,16 +179,18 @@ def test_second_checkpoint_filed_as_upload_and_other_containers(p2):
     pl.DataFrame({"w": np.random.default_rng(0).normal(size=500)}).write_parquet(p2 / "outputs/task2/trees.parquet")
     (p2 / "outputs/task2/training_curves.png").write_bytes(_tiny_png() + (p2 / CKPT).read_bytes()[:5000])
     (p2 / "outputs/task2/notes.json").write_text(json.dumps([float(i) / 7 for i in range(25_000)]))
+    (p2 / "outputs/task2/train.log").write_bytes(b"epoch 1: loss 0.5\n" * 40 + (p2 / CKPT).read_bytes())
     resign(p2, roles={"outputs/prediction/shadow.bin": "upload"})
     errs = errors_of(rule_findings(p2, "T2-SINGLE-MODEL")[0])
     by_file = {e.split(": ", 1)[0]: e.split(": ", 1)[1] for e in errs}
     assert set(by_file) == {"outputs/prediction/extra.zip", "outputs/prediction/shadow.bin",
                             "outputs/task2/trees.parquet", "outputs/task2/training_curves.png",
-                            "outputs/task2/notes.json"}
+                            "outputs/task2/notes.json", "outputs/task2/train.log"}
     assert by_file["outputs/prediction/shadow.bin"].startswith("a weights file besides the one Task 2 checkpoint")
     assert "the layout has no place" in by_file["outputs/task2/trees.parquet"]
     assert "bytes after the image's end (IEND)" in by_file["outputs/task2/training_curves.png"]
     assert "25,000 numbers in a text file" in by_file["outputs/task2/notes.json"]
+    assert "binary data after a text beginning" in by_file["outputs/task2/train.log"]
     manifest_errs = errors_of(rule_findings(p2, "PKG-MANIFEST")[0])
     assert manifest_errs == ["outputs/prediction/shadow.bin: role upload in the manifest, but the layout makes this "
                              "path other: the verifier goes by the layout"]
