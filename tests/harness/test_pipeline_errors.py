@@ -45,9 +45,10 @@ def test_unreachable_model_names_the_stage_and_the_model(tiny_data, tmp_path):
 
 def test_a_changed_config_reruns_the_stage(tmp_path):
     from harness.pipeline import build_stages
+    from harness.worlds import DEFAULT_WORLD
 
     opts = dict(run_dir=tmp_path, data=None, scale="tiny", seed=0, device="cpu", track="3", hardware="cpu",
-                profile="offline", image_model=None, text_model=None, reducer=None, epochs=None)
+                profile="offline", image_model=None, text_model=None, reducer=None, epochs=None, world=DEFAULT_WORLD)
     embed = {s.name: s for s in build_stages(opts)[0]}["embed"]
     assert "--config" not in embed.cmd
     embed2 = {s.name: s for s in build_stages(dict(opts, reducer="contrastive"))[0]}["embed"]
