@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,13 +61,28 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def pyproject_key(data: bytes) -> str | None:
-    """Hash of pyproject.toml with project.dependencies and project.optional-dependencies removed
-    (None when it is not TOML): two files with equal keys build and install the same way."""
+def _toml(text: str) -> dict | None:
     try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
+        import tomllib  # Python 3.11+
+    except ImportError:  # without a TOML reader, pyproject.toml is compared byte for byte (stricter)
         return None
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+        return None
+
+
+def pyproject_key(data: bytes) -> str | None:
+    """Hash of pyproject.toml with project.dependencies and project.optional-dependencies removed (the
+    whole file's hash where Python has no TOML reader; None when it is not TOML): two files with equal
+    keys build and install the same way."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    doc = _toml(text)
+    if doc is None:
+        return sha256(data) if sys.version_info < (3, 11) else None
     project = doc.get("project")
     if isinstance(project, dict):
         project.pop("dependencies", None)
@@ -107,10 +121,10 @@ def _package_dir(name: str) -> Path | None:
 def _project_root(harness_dir: Path) -> Path | None:
     root = harness_dir.parent
     try:
-        doc = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return None
-    return root if (doc.get("project") or {}).get("name") == "mmctr-harness" else None
+    return root if '\nname = "mmctr-harness"\n' in text else None
 
 
 def release_from_files(name: str, files: dict[str, bytes | str]) -> Release:
@@ -198,7 +212,7 @@ def from_git(ref: str, repo: Path, name: str | None = None) -> dict:
         if kind == b"blob" and mode != b"120000" and not skipped(rel):
             blobs[rel] = blob.decode()
     files = {rel: git("cat-file", "blob", blob) for rel, blob in blobs.items()}
-    version = tomllib.loads(files.get("pyproject.toml", b"").decode("utf-8") or "").get("project", {}).get("version")
+    version = ((_toml(files.get("pyproject.toml", b"").decode("utf-8")) or {}).get("project") or {}).get("version")
     name = name or f"{version or '0'}+{commit[:7]}"
     return {"name": name, "commit": commit, "files": release_from_files(name, files).files}
 

@@ -224,7 +224,8 @@ class Plan:
     def config(self, events_fd: int, argv: list[str]) -> dict:
         return {
             "events_fd": events_fd,
-            "host_ns": {k: os.readlink(f"/proc/self/ns/{k}") for k in ("user", "mnt", "net", "pid")},
+            "host_ns": _namespaces(),
+            "capabilities": self.enabled or sys.platform.startswith("linux"),
             "mount": self.enabled,
             "landlock": self.enabled and self.iso.landlock_abi > 0,
             "scratch": self.scratch,
@@ -242,6 +243,13 @@ class Plan:
 
     def describe(self) -> str:
         return f"{self.iso.describe(self.enabled)}; limits: {self.limits.describe()}"
+
+
+def _namespaces() -> dict:
+    try:
+        return {k: os.readlink(f"/proc/self/ns/{k}") for k in ("user", "mnt", "net", "pid")}
+    except OSError:
+        return {}
 
 
 class PidsCgroup:

@@ -282,8 +282,9 @@ def main():
                                             cfg.get("devices") or [])
         step = "rlimits"
         report["rlimits"] = apply_rlimits(cfg.get("rlimits", {}))
-        step = "capabilities"
-        report["capabilities"] = drop_capabilities()
+        if cfg.get("capabilities", True):
+            step = "capabilities"
+            report["capabilities"] = drop_capabilities()
         if cfg.get("landlock"):
             step = "landlock"
             report["landlock"] = apply_landlock(cfg.get("read", []), cfg.get("write", []), cfg.get("devices", []))

@@ -72,12 +72,16 @@ def lock_problems(text: str) -> list[str]:
 
 
 def pyproject_problems(data: bytes) -> list[str]:
-    import tomllib
+    from harness.rules.released import _toml
 
     try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError) as e:
-        return [f"not readable TOML ({type(e).__name__})"]
+        doc = _toml(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        doc = None
+    if doc is None:
+        import sys
+
+        return [] if sys.version_info < (3, 11) else ["not readable TOML"]  # 3.10: compared byte for byte
     project = doc.get("project") if isinstance(doc.get("project"), dict) else {}
     deps = list(project.get("dependencies") or [])
     for extra in (project.get("optional-dependencies") or {}).values():

@@ -171,7 +171,7 @@ def _tiny_png() -> bytes:
     return buf.getvalue()
 
 
-def test_second_checkpoint_filed_as_upload_and_other_containers(p2):
+def test_second_checkpoint_filed_as_upload_and_other_containers(p2, harness_cli):
     import polars as pl
 
     (p2 / "outputs/prediction/extra.zip").write_bytes((p2 / "prediction.zip").read_bytes())
@@ -194,6 +194,8 @@ def test_second_checkpoint_filed_as_upload_and_other_containers(p2):
     manifest_errs = errors_of(rule_findings(p2, "PKG-MANIFEST")[0])
     assert manifest_errs == ["outputs/prediction/shadow.bin: role upload in the manifest, but the layout makes this "
                              "path other: the verifier goes by the layout"]
+    code, failed, _ = _verify_json(harness_cli, p2)
+    assert code == 1 and {"T2-SINGLE-MODEL", "PKG-MANIFEST"} <= failed
 
 
 def test_data_hidden_in_the_checkpoint_header(p2):
@@ -296,19 +298,22 @@ def test_oversized_prediction_is_never_read(p2, monkeypatch):
     assert called == []
 
 
-def test_archives_are_not_decompressed_where_the_layout_has_none(p2, monkeypatch):
+def test_archives_are_not_decompressed_where_the_layout_has_none(p2, monkeypatch, harness_cli):
     from harness.rules import context
 
     for i in range(16):
         with zipfile.ZipFile(p2 / f"outputs/task2/bomb{i}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("prediction.csv", b"\0" * (16 * 1024 * 1024))
+            zf.writestr("zeros.bin", b"\0" * (16 * 1024 * 1024))
     resign(p2)
     opened = []
     real = zipfile.ZipFile.open
-    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, *a, **k: opened.append(a[0]) or real(self, *a, **k))
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, *a, **k: opened.append(
+        getattr(a[0], "filename", a[0])) or real(self, *a, **k))
     errs = errors_of(rule_findings(p2, "T2-SINGLE-MODEL")[0])
     assert len(errs) == 16 and all("a zip file where the layout has no place" in e for e in errs)
-    assert opened == []
+    code, failed, _ = _verify_json(harness_cli, p2)
+    assert code == 1 and "T2-SINGLE-MODEL" in failed
+    assert set(opened) <= {"prediction.csv"}  # only PRED-UPLOAD's prediction.zip member; no bomb was opened
     # what is decompressed (prediction.zip) draws on one budget for the whole package
     monkeypatch.setattr(context, "MAX_INFLATE_BYTES", 1000)
     errs = errors_of(rule_findings(p2, "PRED-UPLOAD")[0])

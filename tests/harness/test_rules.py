@@ -731,6 +731,15 @@ def test_rerun_full_judgement(pkg2, full, needle):
         assert len(errors_of(found)) == 1 and needle in found[0].message
 
 
+def test_banned_module_imported_at_run_time(pkg2):
+    """The audit hook's import events (however the import was spelled) and the modules loaded at the end."""
+    events = {"import": [{"what": "lightgbm", "stack": ["task2/predict.py:9"], "direct": "task2/predict.py:9"}]}
+    found, _ = rule_findings(pkg2, "NO-ENSEMBLE-TREE", rerun=_rerun(_ran(events=events,
+                                                                          banned_loaded=["sklearn.ensemble._forest"])))
+    assert sorted(errors_of(found)) == [f"{CKPT}: re-run (predict): lightgbm was imported",
+                                        f"{CKPT}: re-run (predict): sklearn.ensemble was imported"]
+
+
 def test_rerun_rules_skip_without_rerun(pkg2):
     assert rule_findings(pkg2, "RERUN-PREDICT") == ([], "skipped")
     assert rule_findings(pkg2, "RERUN-FULL", rerun=_rerun(_ran())) == ([], "skipped")

@@ -74,6 +74,11 @@ def _phone_home():
             attempt()
         except OSError:
             pass
+    import os, sys
+    with open(os.path.join(os.environ["TMPDIR"], "xgboost.py"), "w") as f:  # a banned name, however spelled
+        f.write("BOOSTED = True\\n")
+    sys.path.insert(0, os.environ["TMPDIR"])
+    __import__("".join(["xg", "boost"]))
     time.sleep(600)
 
 
@@ -92,6 +97,7 @@ _phone_home()
     assert any(f"wrote outside its scratch folder: {outside}" in m for m in sandbox), sandbox
     assert any(f"read outside the package, the data and Python: {secret}" in m for m in sandbox), sandbox
     assert all("(at task2/predict.py:" in m for m in sandbox)
+    assert ("NO-ENSEMBLE-TREE", "re-run (predict): xgboost was imported") in errors
 
 
 def _accept(server):
