@@ -146,7 +146,9 @@ def _judge(entry: Entry, result: dict, truth: bool, tolerance: float) -> dict:
 
 
 def _fmt(v, digits=6) -> str:
-    return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else ("" if v is None else str(v))
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:.{digits}f}"
+    return "" if v is None else str(v)
 
 
 def render_markdown(rows: list[dict], meta: dict) -> str:
@@ -163,7 +165,8 @@ def render_markdown(rows: list[dict], meta: dict) -> str:
     for i, r in enumerate(rows, 1):
         award = str(r["award"]) if r.get("award") else "-"
         lines.append(f"| {i} | {cell(r['team'])} | {_fmt(r['claimed_score'])} | {cell(r['verify'])} | "
-                     f"{cell(r['rerun'])} | {_fmt(r.get('reproduced_score'))} | {award} | {cell(r.get('reason', ''))} |")
+                     f"{cell(r['rerun'])} | {_fmt(r.get('reproduced_score'))} | {award} | "
+                     f"{cell(r.get('reason', ''))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -177,7 +180,8 @@ def write_tables(out: Path, rows: list[dict], meta: dict) -> None:
     for i, r in enumerate(rows, 1):
         lines.append([i, r["team"], r["package"], r["claimed_score"], r["verify"], r["rerun"],
                       "" if r.get("reproduced_score") is None else r["reproduced_score"],
-                      "" if r.get("score_diff") is None else r["score_diff"], r.get("award") or "", r.get("reason", "")])
+                      "" if r.get("score_diff") is None else r["score_diff"], r.get("award") or "",
+                      r.get("reason", "")])
     import io
 
     buf = io.StringIO()
@@ -271,8 +275,9 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
             if not pkg.is_dir():
                 result = {"status": "no package folder", "verify": "missing"}
             else:
+                # --rerun full runs predict, then the reproduce steps, each phase within `timeout`
                 result = _run_worker(spec, out / "work" / f"{slug}.spec.json", out / "logs" / f"{slug}.log",
-                                     timeout + 120)
+                                     timeout * (2 if rerun == "full" else 1) + 120)
             result["key"] = key
             from harness.io import write_json_atomic
 
@@ -362,7 +367,8 @@ def worker_main(argv: list[str]) -> int:
               help="Re-run each package's code in the sandbox (none: static verify only).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("audit"), show_default=True,
               help="Folder for the tables, per-team results (resume), logs and reproduced predictions.")
-@click.option("--timeout", type=float, default=7200.0, show_default=True, help="Seconds allowed per package.")
+@click.option("--timeout", type=float, default=7200.0, show_default=True,
+              help="Seconds allowed per package (per phase under --rerun full: predict, then the re-training).")
 @click.option("--score-tolerance", type=float, default=SCORE_TOLERANCE, show_default=True,
               help="|reproduced - claimed| allowed.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)

@@ -24,7 +24,6 @@ The package layout (what `harness package` writes; `LAYOUT` maps paths to roles)
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat

@@ -153,7 +153,8 @@ class Limits:
         return out
 
     def describe(self) -> str:
-        mem = f"{self.memory_bytes / 1024**3:.0f} GiB address space" if self.memory_bytes else "memory not limited (CUDA)"
+        mem = (f"{self.memory_bytes / 1024**3:.0f} GiB address space" if self.memory_bytes
+               else "memory not limited (CUDA)")
         return (f"{self.cpu_seconds:,} CPU s, {mem}, {self.processes} processes/threads, "
                 f"{self.file_bytes / 1024**3:.0f} GiB per file, {self.open_files} open files")
 

@@ -26,8 +26,9 @@ namespaces: no network interface but a loopback that is down, no other process v
 Each step's outcome goes to the verifier as one JSON line on the events file descriptor. A step the
 configuration requires that fails ends the process with exit code 97: the sandbox fails closed.
 
-CONFIG (JSON): {"events_fd": int, "host_ns": {"user": .., "mnt": ..} (the verifier's), "mount": bool, "landlock": bool, "scratch": path, "read": [paths],
-"write": [paths], "devices": [paths], "hide": [paths], "rlimits": {"RLIMIT_CPU": int, ...}, "exec": [argv]}
+CONFIG (JSON): {"events_fd": int, "host_ns": {"user": .., "mnt": ..} (the verifier's), "mount": bool,
+"landlock": bool, "capabilities": bool, "scratch": path, "read": [paths], "write": [paths],
+"devices": [paths], "hide": [paths], "rlimits": {"RLIMIT_CPU": int, ...}, "exec": [argv]}
 """
 
 import ctypes

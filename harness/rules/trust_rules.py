@@ -206,5 +206,6 @@ def check_released_code(ctx):
     for rel, why in diff[:30]:
         out.append(error(rid, f"{why} (harness release {best.name}, the closest of {len(known)} known)", rel))
     if len(diff) > 30:
-        out.append(error(rid, f"... and {len(diff) - 30} more file(s) that differ from release {best.name}", "harness/"))
+        out.append(error(rid, f"... and {len(diff) - 30} more file(s) that differ from release {best.name}",
+                         "harness/"))
     return out
