@@ -73,8 +73,10 @@ class SASRecDCNConfig:
     seq_dim: int = 0  # width of the sequence encoder: item vectors are projected to it; 0 = no projection
     mean_readout: bool = False  # the user also as the mean of the history's item vectors (order-free)
     target_attention: bool = False  # the user also as the states weighted by their match with the target
-    product: bool = False  # user state * projected target as a head input
+    product: bool = False  # each user readout * the projected target as head inputs
     item_bias: bool = False  # a learned scalar per item added to the logit (unknown items share one)
+    bilinear_dim: int = 0  # > 0: add <u, t> to the logit, u a position-weighted mean of the history's content
+    #                        rows and t the target's, each projected to this width (ids left out); 0 = off
 
     @property
     def item_dim(self) -> int:
@@ -89,8 +91,8 @@ class SASRecDCNConfig:
     @property
     def head_dim(self) -> int:
         """Width of the head's input: user, target, levels, and the optional readouts."""
-        extra = sum((self.mean_readout, self.target_attention, self.product))
-        return (1 + extra) * self.d_model + self.item_dim + 2 * self.level_dim
+        readouts = 1 + self.mean_readout + self.target_attention
+        return readouts * (1 + self.product) * self.d_model + self.item_dim + 2 * self.level_dim
 
     def check(self) -> None:
         """Raise ValueError on values the model cannot be built with."""
@@ -308,6 +310,10 @@ class SASRecDCN(nn.Module):
         if cfg.item_bias:
             self.bias = nn.Embedding(cfg.n_items, 1)
             self.unknown_bias = nn.Parameter(torch.zeros(1))
+        if cfg.bilinear_dim:
+            self.bil_user = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
+            self.bil_target = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
+            self.bil_age = nn.Parameter(torch.zeros(cfg.max_len))  # weight logit of the item `age` steps back
         in_dim = cfg.head_dim
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
         self.mlp = MLP(in_dim, cfg.mlp_dims, cfg.net_dropout)
@@ -371,23 +377,40 @@ class SASRecDCN(nn.Module):
         parts = [user, target, self.likes(likes_level.long()), self.views(views_level.long())]
         t = self.project(target)  # (B, D)
         w = real.to(items.dtype)  # (B, L)
+        users = [user]
         if cfg.mean_readout:
-            parts.append((items * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0))  # (B, D)
+            users.append((items * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0))  # (B, D)
         if cfg.target_attention:
             score = (states @ t[:, :, None]).squeeze(-1) / cfg.d_model ** 0.5  # (B, L)
             a = torch.softmax(score.masked_fill(~real, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, L)
-            parts.append((a[..., None] * states).sum(1))  # (B, D)
-        if cfg.product:
-            parts.append(user * t)  # (B, D)
+            users.append((a[..., None] * states).sum(1))  # (B, D)
+        parts += users[1:]
+        if cfg.product:  # each user readout times the target, element by element
+            parts += [u * t for u in users]  # k x (B, D)
         x0 = torch.cat(parts, dim=-1)  # (B, head_dim)
         h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, head_dim + mlp_dims[-1])
         logits = self.head(h).squeeze(-1)  # (B,)
         if cfg.item_bias:
             bias = self.bias(item_id.long()).squeeze(-1)  # (B,)
             logits = logits + torch.where(unknown, self.unknown_bias.to(bias.dtype), bias)
+        if cfg.bilinear_dim:
+            logits = logits + self.content_match(seq, real, item_id)
         if not with_aux:
             return logits
         return logits, self.next_item_loss(states, items, seq)
+
+    def content_match(self, seq: torch.Tensor, real: torch.Tensor, item_id: torch.Tensor) -> torch.Tensor:
+        """<u, t>: u = sum_k a_k W_u c_k over the history's content rows c_k, a = softmax over the real
+        slots of a learned weight per age (0 = most recent), t = W_t c_target. Content only: ids would
+        let it memorise pairs instead of learning which content goes with which. -> (B,)"""
+        table = self.items.item_emb_d128
+        l = seq.shape[1]
+        age = self.bil_age[:l].flip(0)  # (L,) slot j holds the item l - 1 - j steps back
+        a = torch.softmax(age.expand(seq.shape[0], l).masked_fill(~real, -1e9), dim=-1)  # (B, L)
+        a = a * real.any(dim=1, keepdim=True).to(a.dtype)  # rows without history: no content match
+        u = (a[..., None] * self.bil_user(table[seq])).sum(1)  # (B, k)
+        t = self.bil_target(table[item_id.long()])  # (B, k)
+        return (u * t).sum(-1)  # (B,)
 
     def next_item_loss(self, states: torch.Tensor, items: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
         """aux_weight x SASRec's next-item loss: the state after item t scores item t + 1 against
