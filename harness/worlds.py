@@ -84,13 +84,14 @@ class WorldConfig:
     history_beta: float = 0.0  # history worlds: strength of the taste read from the history
     recency: float = 1.0  # history worlds: weight recency ** k for the item k steps back
     cold_from_tail: bool = True  # cold items are drawn from the less popular half (new items), not from all
+    idiosyncrasy: float = 0.0  # strength of a segment's taste for the item itself, beyond its content
 
 
 WORLDS = {
     "item": WorldConfig(
         "item", "item-driven, like the real data: popularity, levels and content carry most of the signal; "
                 "the history adds a few points",
-        target="segment", beta=1.0, gamma=1.5, appeal=0.8),
+        target="segment", beta=1.0, gamma=1.5, appeal=0.8, idiosyncrasy=0.5),
     "history": WorldConfig(
         "history", "history-driven: 16 hidden taste segments, recognised from the history, decide the click",
         target="segment", beta=1.6, gamma=0.7, appeal=0.0, cold_from_tail=False),
@@ -167,6 +168,8 @@ def make_world(cfg: SynthConfig, wcfg: WorldConfig, rng: np.random.Generator,
         g_top = appeal_rng.normal(size=cfg.n_topics)
         base = base + wcfg.appeal * (g_cat[category] + g_col[colour] + g_top[topic])
     util = wcfg.beta * (a_cat[:, category] + a_col[:, colour] + a_top[:, topic])  # (S, N)
+    if wcfg.idiosyncrasy:  # what content does not show: only the item's id (and its clicks) can tell
+        util = util + wcfg.idiosyncrasy * appeal_rng.normal(size=(s, n))
     logits = base[None, :] + util
     log_p_all = logits - logsumexp(logits, axis=1)[:, None]
     warm_logits = np.where(cold[None, :], -np.inf, logits)

@@ -65,6 +65,7 @@ class SASRecDCNConfig:
     aux_negatives: int = 256  # uniform negative items per batch for that loss
     cold_start: bool = True  # items absent from the training split share one learned "unknown" id vector
     id_dropout: float = 0.3  # training: a target's id vector is the unknown one with this probability
+    history_id_dropout: float = 0.0  # training: the same for each history item (1: history items are content only)
     level_vocab: int = 11  # likes_level / views_level: 1..10, 0 = padding
     level_dim: int = 16
     cross_layers: int = 3
@@ -92,7 +93,8 @@ class SASRecDCNConfig:
     def head_dim(self) -> int:
         """Width of the head's input: user, target, levels, and the optional readouts."""
         readouts = 1 + self.mean_readout + self.target_attention
-        return readouts * (1 + self.product) * self.d_model + self.item_dim + 2 * self.level_dim
+        return (readouts * (1 + self.product) * self.d_model + self.item_dim + 2 * self.level_dim
+                + self.bilinear_dim)
 
     def check(self) -> None:
         """Raise ValueError on values the model cannot be built with."""
@@ -106,6 +108,8 @@ class SASRecDCNConfig:
             raise ValueError("max_len >= 1, n_items >= 2 and a non-empty mlp_dims are required")
         if not all(0.0 <= p < 1.0 for p in (self.dropout, self.net_dropout, self.id_dropout)):
             raise ValueError("dropout, net_dropout and id_dropout must be in [0, 1)")
+        if not 0.0 <= self.history_id_dropout <= 1.0:
+            raise ValueError("history_id_dropout must be in [0, 1]")
         if self.aux_weight < 0 or self.aux_negatives < 1 or (self.aux_weight > 0 and not self.causal):
             raise ValueError("aux_weight >= 0 (and > 0 only with causal = true), aux_negatives >= 1")
 
@@ -369,7 +373,11 @@ class SASRecDCN(nn.Module):
         cfg = self.cfg
         seq = item_seq[:, -cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L) True = real item
-        items = self.project(self.encode_items(seq))  # (B, L, D)
+        if cfg.history_id_dropout >= 1.0:  # content only, in training and prediction alike
+            hist_unknown = seq > 0
+        else:
+            hist_unknown = self.unknown_mask(seq, cfg.history_id_dropout if self.training else 0.0)  # (B, L)
+        items = self.project(self.encode_items(seq, hist_unknown))  # (B, L, D)
         states = self.sequence.encode(items, real)  # (B, L, D)
         user = self.sequence.pool(states, real)  # (B, D)
         unknown = self.unknown_mask(item_id, cfg.id_dropout if self.training else 0.0)  # (B,)
@@ -387,14 +395,18 @@ class SASRecDCN(nn.Module):
         parts += users[1:]
         if cfg.product:  # each user readout times the target, element by element
             parts += [u * t for u in users]  # k x (B, D)
+        match = None
+        if cfg.bilinear_dim:  # the content match's user side also reaches the head (a per-user term)
+            u_content, match = self.content_match(seq, real, item_id)  # (B, k), (B,)
+            parts.append(u_content)
         x0 = torch.cat(parts, dim=-1)  # (B, head_dim)
         h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, head_dim + mlp_dims[-1])
         logits = self.head(h).squeeze(-1)  # (B,)
         if cfg.item_bias:
             bias = self.bias(item_id.long()).squeeze(-1)  # (B,)
             logits = logits + torch.where(unknown, self.unknown_bias.to(bias.dtype), bias)
-        if cfg.bilinear_dim:
-            logits = logits + self.content_match(seq, real, item_id)
+        if match is not None:
+            logits = logits + match
         if not with_aux:
             return logits
         return logits, self.next_item_loss(states, items, seq)
@@ -402,7 +414,7 @@ class SASRecDCN(nn.Module):
     def content_match(self, seq: torch.Tensor, real: torch.Tensor, item_id: torch.Tensor) -> torch.Tensor:
         """<u, t>: u = sum_k a_k W_u c_k over the history's content rows c_k, a = softmax over the real
         slots of a learned weight per age (0 = most recent), t = W_t c_target. Content only: ids would
-        let it memorise pairs instead of learning which content goes with which. -> (B,)"""
+        let it memorise pairs instead of learning which content goes with which. -> u (B, k), <u, t> (B,)"""
         table = self.items.item_emb_d128
         l = seq.shape[1]
         age = self.bil_age[:l].flip(0)  # (L,) slot j holds the item l - 1 - j steps back
@@ -410,7 +422,7 @@ class SASRecDCN(nn.Module):
         a = a * real.any(dim=1, keepdim=True).to(a.dtype)  # rows without history: no content match
         u = (a[..., None] * self.bil_user(table[seq])).sum(1)  # (B, k)
         t = self.bil_target(table[item_id.long()])  # (B, k)
-        return (u * t).sum(-1)  # (B,)
+        return u, (u * t).sum(-1)  # (B, k), (B,)
 
     def next_item_loss(self, states: torch.Tensor, items: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
         """aux_weight x SASRec's next-item loss: the state after item t scores item t + 1 against
@@ -425,7 +437,9 @@ class SASRecDCN(nn.Module):
         valid = (seq[:, :-1] > 0) & (seq[:, 1:] > 0)  # (B, L-1)
         negs = torch.randint(1, self.cfg.n_items, (self.cfg.aux_negatives,), device=seq.device)  # (K,)
         pos = (h * items[:, 1:]).sum(-1, keepdim=True)  # (B, L-1, 1)
-        neg = h @ self.project(self.encode_items(negs)).T  # (B, L-1, K)
+        p = self.cfg.history_id_dropout if self.training else 0.0  # negatives encoded as the history items are
+        neg_unknown = (negs > 0) if p >= 1.0 else self.unknown_mask(negs, p)  # (K,)
+        neg = h @ self.project(self.encode_items(negs, neg_unknown)).T  # (B, L-1, K)
         # a negative that is the positive, or an item never seen in training (it would be pushed down)
         neg = neg.masked_fill((seq[:, 1:, None] == negs) | ~self.id_known[negs], float("-inf"))
         nll = torch.logsumexp(torch.cat([pos, neg], dim=-1), dim=-1) - pos.squeeze(-1)  # (B, L-1)
