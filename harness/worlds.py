@@ -10,7 +10,9 @@ drawn from the less popular half of the items (from all items in the `history` w
 likes some categories, colours and topics more than others) that covers and titles reveal.
 
 Users belong to one of S taste segments (prior pi). A segment's taste for an item is
-`beta * (A_cat[s, cat] + A_col[s, col] + A_top[s, top])`, and a history is L i.i.d. draws from
+`beta * (A_cat[s, cat] + A_col[s, col] + A_top[s, top]) + idiosyncrasy * e[s, j]`, where e ~ N(0, 1) is a
+taste for the item itself that neither cover nor title shows (only its id and its clicks can), and a
+history is L i.i.d. draws from
 P(j | s) proportional to exp(base_j + taste_s(j)) over warm items (L: min 3, median about 6, up to 100).
 
 The clicked item of a row is drawn in one of two ways (`WorldConfig.target`):
