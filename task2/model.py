@@ -53,11 +53,11 @@ class SASRecDCNConfig:
 
     n_items: int = 91_718
     item_emb_dim: int = 128  # width of the frozen item_emb_d128
-    id_emb_dim: int = 64
+    id_emb_dim: int = 32
     max_len: int = 50  # history positions read: the last max_len of item_seq
     n_layers: int = 2
-    n_heads: int = 4
-    ffn_dim: int = 512
+    n_heads: int = 2
+    ffn_dim: int = 256
     dropout: float = 0.1  # attention, residual and embedding dropout in the encoder
     pooling: str = "last"  # user vector: "last" (most recent position) or "mean" (over real items)
     causal: bool = True  # SASRec: slot t attends to real items up to t (the last slot sees them all)
@@ -68,15 +68,15 @@ class SASRecDCNConfig:
     history_id_dropout: float = 0.0  # training: the same for each history item (1: history items are content only)
     level_vocab: int = 11  # likes_level / views_level: 1..10, 0 = padding
     level_dim: int = 16
-    cross_layers: int = 3
-    mlp_dims: tuple[int, ...] = (512, 256, 128)
+    cross_layers: int = 1
+    mlp_dims: tuple[int, ...] = (64,)
     net_dropout: float = 0.0  # dropout in the parallel MLP
-    seq_dim: int = 0  # width of the sequence encoder: item vectors are projected to it; 0 = no projection
-    mean_readout: bool = False  # the user also as the mean of the history's item vectors (order-free)
+    seq_dim: int = 64  # width of the sequence encoder: item vectors are projected to it; 0 = no projection
+    mean_readout: bool = True  # the user also as the mean of the history's item vectors (order-free)
     target_attention: bool = False  # the user also as the states weighted by their match with the target
-    product: bool = False  # each user readout * the projected target as head inputs
-    item_bias: bool = False  # a learned scalar per item added to the logit (unknown items share one)
-    bilinear_dim: int = 0  # > 0: add <u, t> to the logit, u a position-weighted mean of the history's content
+    product: bool = True  # each user readout * the projected target as head inputs
+    item_bias: bool = True  # a learned scalar per item added to the logit (unknown items share one)
+    bilinear_dim: int = 64  # > 0: add <u, t> to the logit, u a position-weighted mean of the history's content
     #                        rows and t the target's, each projected to this width (ids left out); 0 = off
 
     @property
@@ -607,34 +607,33 @@ def count_parameters(model: nn.Module) -> dict:
     return {"trainable": int(trainable), "frozen_buffers": int(frozen)}
 
 
-def flops_per_sample(args: dict, history_length: float) -> dict:
-    """Analytic forward FLOPs per sample (2 per multiply-add; matmuls only) at a mean history length.
+def flops_per_sample(model: nn.Module, history_length: int, batch: int = 4) -> dict:
+    """FLOPs per sample counted by torch's FlopCounterMode (2 per multiply-add; matmuls, attention and
+    convolutions) on a synthetic batch whose histories hold `history_length` real items, trimmed of
+    padding as length-aware batches are: the forward pass in eval mode, and one training step (forward
+    with the auxiliary loss, then backward). The model's weights and mode are left as they were."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    Training costs about 3x the forward (forward + backward for activations and weights).
-    """
-    name, c = args["model_class"], args["config"]
-    macs = 0.0
-    l = float(history_length)
-    if name == "SASRecDCN":
-        d = c["id_emb_dim"] + c["item_emb_dim"]
-        per_token = 3 * d * d + d * d + 2 * d * c["ffn_dim"]  # qkv, out projection, FFN
-        attn = 2 * l * l * d  # QK^T and AV over all heads
-        macs += c["n_layers"] * (l * per_token + attn)
-        x = 2 * d + 2 * c["level_dim"]
-        macs += c["cross_layers"] * x * x
-        dims = [x, *c["mlp_dims"]]
-        macs += sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-        macs += x + c["mlp_dims"][-1]
-    elif name == "DIN":
-        e, di = c["item_emb_dim"], 2 * c["embedding_dim"] + c["item_emb_dim"]
-        macs += (l + 1) * e * e  # projection of item_emb_d128
-        dims = [4 * di, *c["attention_units"], 1]
-        macs += l * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-        dims = [2 * c["embedding_dim"] + 2 * di, *c["dnn_units"], 1]
-        macs += sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-    else:
-        raise ValueError(f"unknown model_class {name!r}")
-    return {"forward_flops": 2 * macs, "train_flops": 6 * macs, "history_length": l}
+    cfg = model.cfg
+    l = max(1, min(int(history_length), cfg.max_len))
+    seq = (torch.arange(l) % (cfg.n_items - 1) + 1).repeat(batch, 1)  # (batch, l), no padding
+    args = (seq, torch.ones(batch, dtype=torch.long), torch.ones(batch, dtype=torch.long),
+            torch.ones(batch, dtype=torch.long))
+    was_training = model.training
+    try:
+        model.eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(*args)
+        forward = counter.get_total_flops()
+        model.train()
+        with FlopCounterMode(display=False) as counter:
+            logits, aux = model(*args, with_aux=True)
+            (logits.sum() + aux).backward()
+        train = counter.get_total_flops()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return {"forward_flops": forward / batch, "train_flops": train / batch, "history_length": l}
 
 
 __all__ = [

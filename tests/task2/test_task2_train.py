@@ -114,14 +114,12 @@ def test_same_seed_gives_bit_identical_checkpoint_and_prediction(mini_data, tmp_
 
 @pytest.mark.slow
 def test_default_model_learns_on_tiny(tiny_data, tmp_path):
-    """The default architecture, 2 epochs on tiny: valid AUC well above the popularity scorer.
-
-    (1 epoch gives 0.816 against a bar of 0.819: id dropout slows the first epoch on tiny's 16k rows,
-    and by epoch 3 it is level with no id dropout, 0.898.)
-    """
+    """The default architecture, 3 epochs on tiny: valid AUC above the history-blind oracle, which knows
+    every item's true appeal, so the model must have read the history; and not above the oracle.
+    (Measured: 0.903 against 0.895 and 0.942 on the item world's tiny data.)"""
     oracle = json.loads((tiny_data / "oracle" / "oracle.json").read_text())["auc"]["valid"]
-    run = train(tiny_data, tmp_path / "run", load_train_config(None, epochs=2), **QUIET)
-    assert run["best_valid_auc"] > oracle["popularity"] + 0.05, (run["best_valid_auc"], oracle)
+    run = train(tiny_data, tmp_path / "run", load_train_config(None, epochs=3), **QUIET)
+    assert run["best_valid_auc"] > oracle["oracle_item_only"], (run["best_valid_auc"], oracle)
     assert run["best_valid_auc"] < oracle["oracle"] + 0.02  # no leak: nothing beats Bayes by much
 
 
