@@ -13,6 +13,32 @@ ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_ARGS = ["--scale", "tiny", "--track", "3", "--device", "cpu", "--seed", "0", "--epochs", "3"]
 
 
+ARTIFACTS = ["task1/item_info.parquet", "task2/model.safetensors", "prediction/prediction.csv",
+             "prediction/prediction.zip"]
+
+
+def fingerprint() -> dict:
+    """What decides the exact floats of a CPU run: the CPU model, its vector flags and core count (torch's
+    thread count), and the versions of Python and the numeric libraries. Same fingerprint, same bytes."""
+    import hashlib
+    import platform
+
+    import numpy
+    import torch
+
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = " ".join(sorted(info.get("flags", "").split()))
+    return {"cpu": info.get("model name") or platform.processor(), "cpus": os.cpu_count(),
+            "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest(), "machine": platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+
+
 def env() -> dict:
     return dict(os.environ, PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                 CUBLAS_WORKSPACE_CONFIG=":4096:8", MPLBACKEND="Agg")

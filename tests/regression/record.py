@@ -2,7 +2,8 @@
 
     PYTHONHASHSEED=0 HF_HUB_OFFLINE=1 python tests/regression/record.py
 
-Runs the same pipeline as tests/regression/test_pipeline.py and writes tests/regression/expected.json.
+Runs the same pipeline as tests/regression/test_pipeline.py and writes tests/regression/expected.json:
+the AUCs, the artifacts' sha256 and the fingerprint of the machine that recorded them.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from pipeline_args import PIPELINE_ARGS, run_pipeline  # noqa: E402
+from pipeline_args import ARTIFACTS, PIPELINE_ARGS, fingerprint, run_pipeline  # noqa: E402
+
+from harness.io import sha256_file  # noqa: E402
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = run_pipeline(Path(tmp) / "run")
+        hashes = {rel: sha256_file(Path(tmp) / "run" / rel) for rel in ARTIFACTS}
     expected = {
         "args": PIPELINE_ARGS,
+        "machine": fingerprint(),  # on this fingerprint the test demands these AUCs and hashes exactly
+        "sha256": hashes,
         "auc": {"valid": result["auc"]["ours"]["valid"], "test": result["auc"]["ours"]["test"]},
         "oracle": result["auc"]["oracle"],
         "popularity": result["auc"]["popularity"],
