@@ -68,7 +68,8 @@ def test_item_info_schema_and_record(reference_run, synth_tiny):
     np.testing.assert_allclose(np.linalg.norm(emb[1:], axis=1), 1.0, atol=1e-9)
     official = pl.read_parquet(synth_tiny / "MicroLens_1M_x1" / "item_info.parquet")
     assert frame["item_tags"].to_list() == official["item_tags"].to_list()
-    assert doc["item_tags"]["equal_to_dataset_item_info"] is True
+    assert doc["item_tags"]["equal_to_dataset_item_info"] is True and doc["item_tags"]["source"].startswith("copied")
+    assert doc["item_tags"]["items_whose_item_feature_last_five_differ"] == 0
     assert doc["schema_check"] == "harness.schemas.validate_item_info"
 
     rec = json.loads((out / "task1.json").read_text())
@@ -299,6 +300,26 @@ def test_covers_beyond_the_maximum_share_stop_the_run(tiny_cfg, data_copy, tmp_p
     assert e.value.exit_code == 1 and "5 of 400 covers are missing or unreadable" in e.value.message
     assert any("4 missing, 0 empty of 400" in line for line in logged)
     assert not (tmp_path / "out" / "item_info.parquet").exists()
+
+
+def test_item_tags_are_copied_from_the_datasets_item_info(tiny_cfg, data_copy, tmp_path):
+    """item_feature may list more than five tags; item_info keeps five, chosen by the organizers. Task 1
+    copies the dataset's item_info tags (the fixed feature of Track 1) and only falls back to the last five
+    of item_feature's list without one."""
+    path = data_copy / "item_feature.parquet"
+    feat = pl.read_parquet(path)
+    extra = pl.when(pl.col("item_id") <= 30).then(pl.concat_list(pl.col("item_tags"), pl.lit([101, 102, 103, 104,
+                                                                                                  105, 106])))
+    feat.with_columns(extra.otherwise(pl.col("item_tags")).alias("item_tags")).write_parquet(path)
+    official = pl.read_parquet(data_copy / "MicroLens_1M_x1" / "item_info.parquet")["item_tags"].to_list()
+    doc = run(data_copy, tmp_path / "out", tiny_cfg(), device="cpu", log=quiet)
+    got = pl.read_parquet(tmp_path / "out" / "item_info.parquet")["item_tags"].to_list()
+    assert got == official and doc["item_tags"]["items_whose_item_feature_last_five_differ"] == 30
+    (data_copy / "MicroLens_1M_x1" / "item_info.parquet").unlink()
+    doc = run(data_copy, tmp_path / "out2", tiny_cfg(), device="cpu", log=quiet)
+    got = pl.read_parquet(tmp_path / "out2" / "item_info.parquet")["item_tags"].to_list()
+    assert got[1] == [102, 103, 104, 105, 106] and got[40] == official[40]
+    assert doc["item_tags"]["source"].startswith("item_feature.parquet")
 
 
 def test_missing_data_folder_and_files(tmp_path, capsys, data_copy):
