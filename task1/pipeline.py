@@ -44,6 +44,7 @@ from harness.errors import EXIT_FINDINGS, UserError
 from harness.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
 from task1 import cache as C
 from task1.config import PACKAGED_IMAGE, Task1Config
+from task1.models import model_license
 from task1.data import (ITEM_FEATURE, TAGS_LEN, TRAIN, Items, check_data_dir, official_tags, read_histories,
                         read_items)
 
@@ -417,7 +418,15 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
     models = []
     for m, cache in caches.items():
         manifest = cache.read_manifest() or {}
-        models.append(dict(manifest.get("model", {"role": m, "id": cache.spec["model"]}), cache=str(cache.dir)))
+        record = dict(manifest.get("model", {"role": m, "id": cache.spec["model"]}), cache=str(cache.dir))
+        # the licence as of this run: a licence stated now also covers caches computed before it was stated
+        try:
+            found, where = model_license(cache.spec["model"], m, getattr(cfg, f"{m}_model_license"))
+        except UserError:  # the model folder is gone (a merge elsewhere): keep what extraction recorded
+            found, where = None, None
+        if found:
+            record["license"], record["license_source"] = found, where
+        models.append(record)
     throughput = {}
     for m, cache in caches.items():
         runs = [json.loads(p.read_text()) for p in sorted((cache.dir / "runs").glob("*.json"))]
