@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch.nn import functional as F
 
 from harness.errors import UserError
@@ -179,7 +180,7 @@ def _load(loader, spec: str, role: str, source: str, location, **kwargs):
         return loader(spec, **kwargs)
     except UserError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{role} model {spec!r} could not be loaded ({type(e).__name__}: {first[:300]}); "
                         f"{_hint(role)}") from None
@@ -216,6 +217,8 @@ def model_license(spec: str, role: str, stated: str = "") -> tuple[str | None, s
         found = _readme_license(folder)
         if found:
             return found, f"{folder / 'README.md'}"
+        if not (folder / "README.md").is_file():
+            return None, "the folder has no README.md (model card) to state one"
         return None, f"no `license:` line in {folder / 'README.md'}"
     return None, "not stated in the model files"
 
