@@ -197,7 +197,7 @@ def model_license(spec: str, role: str, stated: str = "") -> tuple[str | None, s
     of the hub model card in the local cache, the `license:` line of a local folder's README.md.
     """
     if stated and stated.strip():
-        from harness.rules.licenses import spdx_of
+        from harness.spdx import spdx_of
 
         return spdx_of(stated.strip()), f"stated (--{role}-model-license or {role}_model_license)"
     if spec in KNOWN_LICENSES:

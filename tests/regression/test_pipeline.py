@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from harness.io import sha256_file
@@ -88,7 +89,11 @@ def test_failing_stage_names_itself_and_keeps_earlier_outputs(first_run, tmp_pat
     out, _, _ = first_run
     data = tmp_path / "data"
     shutil.copytree(out / "data", data, ignore=shutil.ignore_patterns("oracle"))
-    (data / "MicroLens_1M_x1" / "valid.parquet").write_bytes(b"not parquet")
+    valid = data / "MicroLens_1M_x1" / "valid.parquet"
+    # a value the footer cannot show (the preflight would refuse an unreadable file before any stage)
+    frame = pl.read_parquet(valid)
+    frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(2, dtype=pl.Int64)).otherwise(pl.col("label")).alias("label")) \
+        .write_parquet(valid)
     run = tmp_path / "run"
     (run / "keep").mkdir(parents=True)
     (run / "keep" / "note.txt").write_text("earlier work")
