@@ -92,8 +92,8 @@ def test_failing_stage_names_itself_and_keeps_earlier_outputs(first_run, tmp_pat
     valid = data / "MicroLens_1M_x1" / "valid.parquet"
     # a value the footer cannot show (the preflight would refuse an unreadable file before any stage)
     frame = pl.read_parquet(valid)
-    frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(2, dtype=pl.Int64)).otherwise(pl.col("label")).alias("label")) \
-        .write_parquet(valid)
+    bad = pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(2, dtype=pl.Int64)).otherwise(pl.col("label"))
+    frame.with_columns(bad.alias("label")).write_parquet(valid)
     run = tmp_path / "run"
     (run / "keep").mkdir(parents=True)
     (run / "keep" / "note.txt").write_text("earlier work")
