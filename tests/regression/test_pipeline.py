@@ -69,6 +69,7 @@ def test_rerun_skips_finished_stages(first_run):
     out, _, _ = first_run
     before = {rel: sha256_file(out / rel) for rel in ARTIFACTS}
     result = run_pipeline(out)
+    assert result["status"].pop("preflight").startswith("passed")
     assert all(s.startswith("skipped") for s in result["status"].values()), result["status"]
     assert {rel: sha256_file(out / rel) for rel in ARTIFACTS} == before
 
@@ -97,7 +98,7 @@ def test_failing_stage_names_itself_and_keeps_earlier_outputs(first_run, tmp_pat
     run = tmp_path / "run"
     (run / "keep").mkdir(parents=True)
     (run / "keep" / "note.txt").write_text("earlier work")
-    args = [a for a in PIPELINE_ARGS if a not in ("--scale", "tiny")]
+    args = [a for a in PIPELINE_ARGS if a not in ("--scale", "tiny")] + ["--profile", "offline"]
     proc = subprocess.run([sys.executable, "-m", "harness.pipeline", *args, "--data", str(data), "--out", str(run)],
                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     last = proc.stderr.strip().splitlines()[-1]
