@@ -24,7 +24,8 @@ Several processes (torchrun --nproc_per_node N -m task2 train ...): DistributedD
 CUDA and gloo on the CPU. `batch_size` is the *global* (effective) batch: each rank takes an interleaved
 share of every global batch and the loss is normalised by the global batch size, so the update is the
 single-process one up to floating-point reduction order (BatchNorm statistics and dropout masks are per
-rank: buffers are never re-broadcast, see `wrap_ddp`). Only rank 0 writes the run folder.
+rank: buffers are synced once, when DDP is built, never per step; see `wrap_ddp`). Only rank 0
+writes the run folder.
 """
 
 from __future__ import annotations
