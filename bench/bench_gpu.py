@@ -67,13 +67,16 @@ def generated_split(rows: int, n_items: int, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     lengths = np.minimum(64, history_lengths(rows, rng))
-    popularity = lambda n: np.minimum(n_items - 1, 1 + (rng.random(n) ** 3 * (n_items - 1)).astype(np.int64))  # noqa: E731
+
+    def popularity(n: int) -> np.ndarray:  # long-tailed item ids in 1..n_items - 1
+        return np.minimum(n_items - 1, 1 + (rng.random(n) ** 3 * (n_items - 1)).astype(np.int64))
+
     seq = np.zeros((rows, 64), dtype=np.int32)
     slots = np.arange(64)[None, :] >= (64 - lengths)[:, None]  # left-padded: the last `length` slots
     seq[slots] = popularity(int(slots.sum()))
-    levels = lambda: torch.from_numpy(rng.integers(1, 11, rows).astype(np.int32))  # noqa: E731
+    likes, views = (torch.from_numpy(rng.integers(1, 11, rows).astype(np.int32)) for _ in range(2))
     split = Split("generated", torch.from_numpy(seq), torch.from_numpy(popularity(rows).astype(np.int32)),
-                  levels(), levels(), torch.from_numpy(lengths.astype(np.int32)))
+                  likes, views, torch.from_numpy(lengths.astype(np.int32)))
     split.label = torch.from_numpy((rng.random(rows) < 0.25).astype(np.float32))
     emb = rng.normal(size=(n_items, 128)).astype(np.float32)
     emb[0] = 0

@@ -92,7 +92,8 @@ def main(rows, device, out_name, child_mode):
         if proc.returncode != 0:
             raise SystemExit(f"child {mode} failed: {proc.stderr[-2000:]}")
         runs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{mode:<10} peak +{runs[mode]['peak_growth_mib']:8.1f} MiB  {runs[mode]['seconds']:6.2f} s", file=sys.stderr)
+        r = runs[mode]
+        print(f"{mode:<10} peak +{r['peak_growth_mib']:8.1f} MiB  {r['seconds']:6.2f} s", file=sys.stderr)
     agree = runs["model"]["known_items"] == runs["unchunked"]["known_items"]
     doc = {"benchmark": "set_known_items peak memory at full size", "command": " ".join(sys.argv),
            "machine": machine(), "runs": runs, "masks_agree": agree,

@@ -98,7 +98,8 @@ def cover_findings(scan: CoverScan, folder: str | Path, strict: bool = False) ->
         why = (f"{scan.bad:,} of {scan.n_items:,} covers are missing or unreadable ({scan.bad / scan.n_items:.1%}); "
                f"{limit_text()}: restore item_images/ from item_images.rar")
     elif strict:
-        why = "--strict: restore them from item_images.rar, or run without --strict to replace them by the mean image embedding"
+        why = ("--strict: restore them from item_images.rar, or run without --strict to replace them by the mean "
+               "image embedding")
     else:
         why = ("embed replaces each by the mean image embedding and lists them in task1.json "
                f"({limit_text()}; --strict makes any an error)")
