@@ -87,12 +87,12 @@ def _files(folder: Path) -> list[tuple[str, os.stat_result]]:
     return out
 
 
-def listing_fingerprint(folder: str | Path) -> str:
-    """sha256 of the sorted (relative path, size, mtime_ns) list of the files under `folder`."""
-    h = hashlib.sha256()
-    for rel, st in _files(Path(folder)):
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return "listing:" + h.hexdigest()
+def listing_fingerprint(folder: str | Path, files: list | None = None) -> str:
+    """sha256 of the sorted (relative path, size, mtime_ns) list of the files under `folder` (`files`: that
+    list of (relative path, stat) when the caller has it already)."""
+    files = files if files is not None else _files(Path(folder))
+    text = "".join(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n" for rel, st in files)
+    return "listing:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def digest(path: str | Path, cache: HashCache | None = None) -> str:
@@ -105,7 +105,7 @@ def digest(path: str | Path, cache: HashCache | None = None) -> str:
         return "absent"
     files = _files(path)
     if len(files) > MANY_FILES:
-        return listing_fingerprint(path)
+        return listing_fingerprint(path, files)
     h = hashlib.sha256()
     for rel, _ in files:
         h.update(f"{rel}\0{cache.sha256(path / rel)}\n".encode())
