@@ -6,7 +6,9 @@
 #   ./reproduce.sh --help               every option
 #
 # Sets up .venv from requirements.lock when needed, exports the seeds and determinism variables
-# before Python starts (PYTHONHASHSEED only works that way), then runs harness/pipeline.py.
+# before Python starts (PYTHONHASHSEED only works that way), then runs harness/pipeline.py, whose
+# preflight (`harness preflight`, same options) checks data, models, licences, device, disk and GPU
+# memory in seconds and stops before any stage on a problem.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 

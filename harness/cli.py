@@ -25,6 +25,7 @@ COMMANDS = {
     "verify": "harness.verify:verify_cmd",
     "audit": "harness.audit:audit_cmd",
     "fingerprint": "harness.commands:fingerprint_cmd",
+    "preflight": "harness.pipeline:preflight_cmd",
 }
 
 

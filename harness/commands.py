@@ -25,14 +25,19 @@ def _log(msg: str) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--test", "test", type=click.Path(path_type=Path), default=None,
               help="test.parquet: a prediction's IDs must equal its IDs, in order.")
-@click.option("--require-all", is_flag=True, help="An absent file of the data root is an error.")
+@click.option("--require-all", is_flag=True,
+              help="An absent file that the pipeline's stages for --track read is an error.")
+@click.option("--track", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
+              help="With --require-all: whose stages (Track 2 reads no item_feature and no covers).")
+@click.option("--strict", is_flag=True,
+              help="Any missing or unreadable cover is an error (else warnings, up to 1 % of the items).")
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
-def validate_cmd(path: Path, test: Path | None, require_all: bool, as_json: bool) -> int:
+def validate_cmd(path: Path, test: Path | None, require_all: bool, track: str, strict: bool, as_json: bool) -> int:
     """Check a data root (every file found) or one parquet/CSV file. Exit 0 valid, 1 findings, 2 usage/I-O."""
     from harness.validate import render, validate_path
 
     t0 = time.perf_counter()
-    report = validate_path(path, test=test, require_all=require_all)
+    report = validate_path(path, test=test, require_all=require_all, strict=strict, track=track)
     if as_json:
         _echo_json(report.to_dict())
     else:

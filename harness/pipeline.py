@@ -1,16 +1,23 @@
-"""The end-to-end run behind `./reproduce.sh`: data, Task 1, Task 2, prediction, package, verify, report.
+"""The end-to-end run behind `./reproduce.sh`: preflight, data, Task 1, Task 2, prediction, package, verify, report.
+
+The preflight (harness/preflight.py; also `harness preflight` with the same options) runs first and
+checks in seconds what could otherwise fail late: the device, the data's layout and cheap schema checks,
+the Task 1 models and their licences, the output folder and free disk, GPU memory. A failure stops the
+run before any stage, with one line per problem; nothing is written.
 
 Each stage runs as its own process (`python -m harness ...`), logs to RUN_DIR/logs/<stage>.log, and
-records a stamp (the command and the sha256 of every input) in RUN_DIR/stamps/<stage>.json. A stage
-whose outputs exist and whose stamp matches is skipped, so a re-run after an interruption continues
-where it stopped; `--force` redoes everything. A failing stage names itself and its log, and the run
-exits with that stage's code. Outputs of a stage are written by the stage itself atomically, so an
-interrupted stage never leaves a half-written file that a later run would trust.
+records a stamp (the command and a digest of every input it reads) in RUN_DIR/stamps/<stage>.json. A
+stage whose outputs exist and whose stamp matches is skipped, so a re-run after an interruption continues
+where it stopped; `--force` redoes everything. Digests are cheap (harness/stamps.py): a file's sha256 is
+remembered by size, mtime, ctime and inode in RUN_DIR/stamps/hashes.json, and a folder of many files (the
+covers) is fingerprinted by its listing (names, sizes, mtimes), so a re-run of a finished run reads no
+data. A failing stage names itself and its log, and the run exits with that stage's code. Outputs of a
+stage are written by the stage itself atomically, so an interrupted stage never leaves a half-written
+file that a later run would trust.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,31 +29,20 @@ from pathlib import Path
 import click
 
 from harness.errors import UserError
-from harness.io import sha256_file, write_json_atomic
+from harness.io import write_json_atomic
+from harness.stamps import HashCache, digest
 from harness.worlds import DEFAULT_WORLD, WORLDS
 
 X1 = "MicroLens_1M_x1"
 TRACK_COLUMN = {"1": "Task1", "2": "Task2", "3": "Task1&2"}
 ROOT = Path(__file__).resolve().parent.parent
-# --hardware t4: a 16 GB T4 with CLIP ViT-L/14 in fp16 and the default Task 2 model
+# --hardware t4: a 16 GB T4 with CLIP ViT-L/14 in fp16 and the default Task 2 model. gpu_memory_gib: what
+# the preflight asks of a CUDA device (a 16 GB T4 reports 14.6 GiB; the cpu profile's batches need less)
 HARDWARE = {
-    "cpu": {"task1": {}, "task2": {}},
+    "cpu": {"task1": {}, "task2": {}, "gpu_memory_gib": 8.0},
     "t4": {"task1": {"image_batch_size": 128, "text_batch_size": 256, "fp16": True, "image_workers": 4},
-           "task2": {"amp": True}},
+           "task2": {"amp": True}, "gpu_memory_gib": 14.5},
 }
-
-
-def digest(path: Path) -> str:
-    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list; 'absent' if missing."""
-    if path.is_file():
-        return sha256_file(path)
-    if not path.is_dir():
-        return "absent"
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file() and "oracle" not in p.relative_to(path).parts[:1]:
-            h.update(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\n".encode())
-    return h.hexdigest()
 
 
 @dataclass
@@ -64,15 +60,17 @@ class Runner:
     force: bool = False
     timings: dict = field(default_factory=dict)
     status: dict = field(default_factory=dict)
+    hashes: HashCache = field(default_factory=HashCache)
 
     def stamp_of(self, stage: Stage) -> dict:
-        return {"cmd": stage.cmd, "inputs": {str(p): digest(p) for p in stage.inputs}}
+        return {"cmd": stage.cmd, "inputs": {str(p): digest(p, self.hashes) for p in stage.inputs}}
 
     def run(self, stage: Stage) -> None:
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         stamp_path = self.run_dir / "stamps" / f"{stage.name}.json"
         want = self.stamp_of(stage)
+        self.hashes.save()
         if (not self.force and stamp_path.is_file() and all(p.exists() for p in stage.outputs)
                 and json.loads(stamp_path.read_text()) == want):
             self.status[stage.name] = "skipped (up to date)"
@@ -99,7 +97,8 @@ class Runner:
         if missing:
             raise UserError(f"stage {stage.name} exited 0 but did not write {', '.join(missing)} -- log: {log}",
                             exit_code=1)
-        write_json_atomic(stamp_path, want)
+        write_json_atomic(stamp_path, want)  # the inputs as they were when the stage started
+        self.hashes.save()
         self.status[stage.name] = "done"
         click.echo(f"[{stage.name}] done in {seconds:.1f}s", err=True)
 
@@ -118,8 +117,18 @@ def with_config(cmd: list[str], inputs: list[Path], cfg: dict, path: Path) -> li
     return [*inputs, path]
 
 
+def task1_overrides(o: dict) -> dict:
+    """The settings over the Task 1 profile that the options give (RUN_DIR/configs/task1.json)."""
+    cfg = dict(HARDWARE[o["hardware"]]["task1"])
+    for key in ("image_model", "text_model", "reducer", "image_model_license", "text_model_license"):
+        if o.get(key):
+            cfg[key] = o[key]
+    return cfg
+
+
 def build_stages(o: dict) -> tuple[list[Stage], dict]:
-    """The stages for these options, and the paths the report reads."""
+    """The stages for these options, and the paths the report reads. Each stage's inputs are the files it
+    reads (its stamp's digests)."""
     run = o["run_dir"]
     data = o["data"] or run / "data"
     seed = str(o["seed"])
@@ -127,25 +136,24 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     paths = {"data": data, "task1": run / "task1", "task2": run / "task2", "prediction": run / "prediction",
              "submission": run / "submission"}
     stages = []
-    data_inputs = [data / X1, data / "item_feature.parquet", data / "item_images", data / "item_seq.parquet"]
+    strict = ["--strict"] if o.get("strict") else []
+    every_file = [data / X1, data / "item_feature.parquet", data / "item_images", data / "item_emb.parquet",
+                  data / "item_seq.parquet"]
     if o["data"] is None:
         stages.append(Stage("synth", harness_cmd("synth", data, "--scale", o["scale"], "--world", o["world"],
                                                  "--seed", seed, "--overwrite"), [], [data / "oracle" / "oracle.json"]))
-    stages.append(Stage("validate", harness_cmd("validate", data, "--require-all"), data_inputs, []))
+    # --require-all --track: an absent file is an error only when a stage of this track reads it
+    stages.append(Stage("validate", harness_cmd("validate", data, "--require-all", "--track", track, *strict),
+                        every_file, []))
 
     if track == "2":  # Task 2 only: the provided embeddings, byte for byte
         item_info = data / X1 / "item_info.parquet"
     else:
-        cfg = dict(HARDWARE[o["hardware"]]["task1"])
-        if o["image_model"]:
-            cfg["image_model"] = o["image_model"]
-        if o["text_model"]:
-            cfg["text_model"] = o["text_model"]
-        if o["reducer"]:
-            cfg["reducer"] = o["reducer"]
         cmd = harness_cmd("embed", "--data", data, "--out", paths["task1"], "--profile", o["profile"],
-                          "--seed", seed, "--device", o["device"])
-        inputs = with_config(cmd, list(data_inputs), cfg, run / "configs" / "task1.json")
+                          "--seed", seed, "--device", o["device"], *strict)
+        reads = [data / "item_feature.parquet", data / "item_images", data / X1 / "train.parquet",
+                 data / X1 / "item_info.parquet"]  # titles and tags, covers, histories, the official item_tags
+        inputs = with_config(cmd, reads, task1_overrides(o), run / "configs" / "task1.json")
         stages.append(Stage("embed", cmd, inputs, [paths["task1"] / "item_info.parquet"]))
         item_info = paths["task1"] / "item_info.parquet"
     paths["item_info"] = item_info
@@ -154,8 +162,8 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
                       "--device", o["device"], "--overwrite")
     if track == "1":
         cmd += ["--model", "DIN"]
-    train_inputs = with_config(cmd, [data / X1, item_info], dict(HARDWARE[o["hardware"]]["task2"]),
-                               run / "configs" / "task2.json")
+    train_inputs = with_config(cmd, [data / X1 / "train.parquet", data / X1 / "valid.parquet", item_info],
+                               dict(HARDWARE[o["hardware"]]["task2"]), run / "configs" / "task2.json")
     if o["epochs"]:
         cmd += ["--epochs", str(o["epochs"])]
     stages.append(Stage("train", cmd, train_inputs, [paths["task2"] / "model.safetensors"]))
@@ -247,32 +255,47 @@ def plot_auc(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-@click.command("reproduce", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
-              help="Run folder [default: runs/<scale> (runs/<scale>-<world> for another world) or runs/real].")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="A real MicroLens_1M_MMCTR folder (validated first). Default: generate one.")
-@click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True,
-              help="Size of the generated dataset.")
-@click.option("--world", type=click.Choice(list(WORLDS)), default=DEFAULT_WORLD, show_default=True,
-              help="What clicks depend on in the generated dataset (harness synth --world).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--track", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
-              help="1: Task 1 only (DIN baseline), 2: Task 2 only (provided embeddings), 3: both.")
-@click.option("--hardware", type=click.Choice(sorted(HARDWARE)), default="cpu", show_default=True,
-              help="t4: batch sizes and fp16 that fit a 16 GB T4.")
-@click.option("--profile", type=click.Choice(["offline", "reference"]), default=None,
-              help="Task 1 encoders [default: offline on generated data, reference on real data].")
-@click.option("--image-model", default=None, help="Task 1 image model: hub id or local folder.")
-@click.option("--text-model", default=None, help="Task 1 text model: hub id or local folder.")
-@click.option("--reducer", type=click.Choice(["pca", "contrastive"]), default=None,
-              help="Task 1's reduction to 128-d [default: pca, as the reference solution].")
-@click.option("--epochs", type=int, default=None, help="Override Task 2's maximum epochs.")
-@click.option("--force", is_flag=True, help="Redo every stage.")
-def reproduce(run_dir, data, scale, world, seed, device, track, hardware, profile, image_model, text_model, reducer,
-              epochs, force) -> int:
-    """Take a machine from nothing to a verified submission and print the results table."""
+def run_options(f):
+    """The options of ./reproduce.sh, shared by `harness preflight`."""
+    options = [
+        click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
+                     help="Run folder [default: runs/<scale> (runs/<scale>-<world> for another world) or runs/real]."),
+        click.option("--data", type=click.Path(path_type=Path), default=None,
+                     help="A real MicroLens_1M_MMCTR folder (validated first). Default: generate one."),
+        click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True,
+                     help="Size of the generated dataset."),
+        click.option("--world", type=click.Choice(list(WORLDS)), default=DEFAULT_WORLD, show_default=True,
+                     help="What clicks depend on in the generated dataset (harness synth --world)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--track", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
+                     help="1: Task 1 only (DIN baseline), 2: Task 2 only (provided embeddings), 3: both."),
+        click.option("--hardware", type=click.Choice(sorted(HARDWARE)), default="cpu", show_default=True,
+                     help="t4: batch sizes and fp16 that fit a 16 GB T4."),
+        click.option("--profile", type=click.Choice(["offline", "reference"]), default=None,
+                     help="Task 1 encoders [default: offline on generated data, reference on real data]."),
+        click.option("--image-model", default=None, help="Task 1 image model: hub id or local folder."),
+        click.option("--text-model", default=None, help="Task 1 text model: hub id or local folder."),
+        click.option("--image-model-license", default=None, metavar="SPDX",
+                     help="The image model's licence (e.g. mit) where its files state none (a local folder)."),
+        click.option("--text-model-license", default=None, metavar="SPDX",
+                     help="The text model's licence (e.g. mit) where its files state none (a local folder)."),
+        click.option("--reducer", type=click.Choice(["pca", "contrastive"]), default=None,
+                     help="Task 1's reduction to 128-d [default: pca, as the reference solution]."),
+        click.option("--epochs", type=int, default=None, help="Override Task 2's maximum epochs."),
+        click.option("--strict", is_flag=True,
+                     help="Any missing or unreadable cover is an error (else warnings, up to 1 % of the items)."),
+        click.option("--force", is_flag=True, help="Redo every stage."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def resolve_options(run_dir, data, scale, world, seed, device, track, hardware, profile, image_model, text_model,
+                    image_model_license, text_model_license, reducer, epochs, strict, force) -> dict:
+    """The options as the stages use them: absolute paths, the default run folder and profile, `auto`
+    resolved. `--device cuda` without CUDA is left for the preflight to report."""
     if data is not None:
         data = data.resolve()
         if not data.is_dir():
@@ -284,17 +307,49 @@ def reproduce(run_dir, data, scale, world, seed, device, track, hardware, profil
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    opts = dict(run_dir=run_dir, data=data, scale=scale, world=world, seed=seed, device=device, track=track,
+    return dict(run_dir=run_dir, data=data, scale=scale, world=world, seed=seed, device=device, track=track,
                 hardware=hardware, profile=profile or ("reference" if data else "offline"),
-                image_model=image_model, text_model=text_model, reducer=reducer, epochs=epochs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stages, paths = build_stages(opts)
-    runner = Runner(run_dir, force=force)
+                image_model=image_model, text_model=text_model, image_model_license=image_model_license,
+                text_model_license=text_model_license, reducer=reducer, epochs=epochs, strict=strict, force=force)
+
+
+def preflight(opts: dict, hashes: HashCache | None = None):
+    from harness.preflight import run_preflight
+
+    return run_preflight(opts, hashes=hashes, hardware=HARDWARE, task1_overrides=task1_overrides(opts))
+
+
+@click.command("reproduce", context_settings={"help_option_names": ["-h", "--help"]})
+@run_options
+def reproduce(**kwargs) -> int:
+    """Take a machine from nothing to a verified submission and print the results table."""
     t0 = time.perf_counter()
+    opts = resolve_options(**kwargs)
+    run_dir = opts["run_dir"]
+    hashes = HashCache(run_dir / "stamps" / "hashes.json")
+    report = preflight(opts, hashes)
+    for c in report.warnings:
+        click.echo(f"warning: {c.line()}", err=True)
+    if report.failures:
+        for c in report.failures:
+            click.echo(f"error: {c.line()}", err=True)
+        click.echo(f"preflight: {len(report.failures)} problem(s) in {report.seconds:.1f}s; no stage was started "
+                   f"(harness preflight takes the same options)", err=True)
+        raise click.exceptions.Exit(report.exit_code)
+    click.echo(f"[preflight] passed in {report.seconds:.1f}s ({len(report.warnings)} warning(s))", err=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "preflight.json", report.to_dict())
+    hashes.save()
+    stages, paths = build_stages(opts)
+    runner = Runner(run_dir, force=opts["force"], hashes=hashes)
+    runner.timings["preflight"] = round(report.seconds, 1)
+    runner.status["preflight"] = f"passed ({len(report.warnings)} warning(s))"
     for stage in stages:
         runner.run(stage)
     result = summarize(opts, paths, runner)
     result["options"] = {k: str(v) for k, v in opts.items()}
+    result["preflight"] = {"seconds": round(report.seconds, 3), "warnings": [c.line() for c in report.warnings],
+                           "known_data": report.facts.get("known_data"), "record": str(run_dir / "preflight.json")}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     if "oracle" in result["auc"]:
         plot_auc(result, run_dir / "auc_vs_oracle.png")
@@ -302,6 +357,26 @@ def reproduce(run_dir, data, scale, world, seed, device, track, hardware, profil
     click.echo(render_table(result))
     click.echo(f"results: {run_dir / 'results.json'}")
     return 0
+
+
+@click.command("preflight", context_settings={"help_option_names": ["-h", "--help"]})
+@run_options
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
+def preflight_cmd(as_json: bool, **kwargs) -> int:
+    """Check in seconds what could make ./reproduce.sh fail late (same options); writes nothing.
+
+    Exit 0 when the run can start (warnings allowed), 1 for data or model problems, 2 for usage and
+    environment problems. Each problem is one line on stderr, naming it and the fix."""
+    report = preflight(resolve_options(**kwargs))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        from harness.preflight import render
+
+        click.echo(render(report))
+    for c in report.failures:
+        click.echo(f"error: {c.line()}", err=True)
+    return report.exit_code
 
 
 def main() -> None:

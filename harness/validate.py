@@ -1,18 +1,23 @@
 """`harness validate`: check a data root or one file against the contract, and the cross-file facts.
 
 Cross-file facts checked on a data root: item ids within the vocabulary that item_info defines, the
-item files listing exactly items 1..N, one cover image per item. A prediction file is checked against
-the test IDs when a test file is given.
+item files listing exactly items 1..N, one cover image per item (missing or unreadable covers follow
+harness/covers.py: warnings up to 1 % of the items, errors beyond or with `strict`). A prediction file
+is checked against the test IDs when a test file is given.
+
+`require_all` makes an absent file an error when a pipeline stage reads it (`required_files`): the
+train, valid, test and item_info files always, item_feature and the covers for Task 1 (tracks 1 and
+3). item_emb.parquet and item_seq.parquet are read by no stage; their absence stays a warning.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from harness.covers import cover_findings, scan_covers
 from harness.errors import Finding, UserError, error, warning
 from harness.schemas import TRACK_COLUMNS, validate_frame
 
@@ -28,6 +33,22 @@ DATA_FILES = {
     "item_seq.parquet": "item_seq",
 }
 IMAGES = "item_images"
+TRACKS = ("1", "2", "3")
+
+
+def required_files(track: str | int = "3") -> list[str]:
+    """The data files the pipeline's stages read for `track` (relative paths; the covers as item_images/).
+
+    train, valid (harness train), test (predict, verify) and item_info (Track 2's embeddings; Task 1
+    copies its item_tags; verify compares against it) always; item_feature and the covers for Task 1.
+    """
+    track = str(track)
+    if track not in TRACKS:
+        raise UserError(f"unknown track {track!r}; choose 1, 2 or 3")
+    rel = [f"{X1}/train.parquet", f"{X1}/valid.parquet", f"{X1}/test.parquet", f"{X1}/item_info.parquet"]
+    if track in ("1", "3"):
+        rel += ["item_feature.parquet", IMAGES + "/"]
+    return rel
 
 
 @dataclass
@@ -110,32 +131,19 @@ def check_prediction_ids(pred: pl.DataFrame, test: pl.DataFrame, pred_path: str,
     return []
 
 
-def check_images(root: Path, n_items: int) -> tuple[list[Finding], int]:
-    """One cover file `<item_id>.jpg` per item 1..N; returns the findings and the covers found."""
+def check_images(root: Path, n_items: int, strict: bool = False) -> tuple[list[Finding], int]:
+    """One cover file `<item_id>.jpg` per item 1..N, each non-empty and starting like an image; the
+    findings follow harness/covers.py. Returns the findings and the covers found."""
     folder = root / IMAGES
-    found = set()
-    stray = []
-    for entry in folder.iterdir():
-        m = re.fullmatch(r"(\d+)\.jpg", entry.name)
-        if m and 1 <= int(m.group(1)) <= n_items:
-            found.add(int(m.group(1)))
-        else:
-            stray.append(entry.name)
-    out = []
-    missing = n_items - len(found)
-    if missing:
-        first = [str(i) for i in range(1, n_items + 1) if i not in found][:5]
-        out.append(error("data.image_missing", f"{missing:,} of {n_items:,} items have no cover image "
-                         f"(first: {', '.join(first)}.jpg); restore them from item_images.rar",
-                         str(folder)))
-    if stray:
-        out.append(warning("data.image_stray", f"{len(stray):,} files are not <item_id>.jpg for an item "
-                           f"1..{n_items} (first: {', '.join(sorted(stray)[:3])})", str(folder)))
-    return out, len(found)
+    scan = scan_covers(folder, n_items, read_headers=True)
+    return cover_findings(scan, folder, strict=strict), scan.found
 
 
-def validate_root(root: str | Path, require_all: bool = False) -> Report:
-    """Check every challenge file found under `root`; absent files are listed (errors if `require_all`)."""
+def validate_root(root: str | Path, require_all: bool = False, strict: bool = False, track: str | int = "3") -> Report:
+    """Check every challenge file found under `root`; absent files are listed, and are errors with
+    `require_all` when the pipeline's stages for `track` read them. `strict`: any missing or unreadable
+    cover is an error (else up to harness.covers.MAX_BAD_SHARE are warnings)."""
+    required = set(required_files(track))
     root = Path(root)
     if not root.exists():
         raise UserError("no such data folder; pass the MicroLens_1M_MMCTR folder (it holds "
@@ -167,16 +175,17 @@ def validate_root(root: str | Path, require_all: bool = False) -> Report:
         del frame
     if (root / IMAGES).is_dir():
         if n_items is not None:
-            found, n_covers = check_images(root, n_items)
+            found, n_covers = check_images(root, n_items, strict=strict)
             report.findings += found
             report.files[IMAGES] = {"kind": "images", "rows": n_covers,
                                     "ok": not any(f.severity == "error" for f in found)}
     else:
         report.absent.append(IMAGES + "/")
     for rel in report.absent:
-        make = error if require_all else warning
-        report.findings.append(make("data.absent", "absent" + ("; the pipeline needs it" if require_all else ""),
-                                    str(root / rel)))
+        needed = rel in required
+        make = error if require_all and needed else warning
+        note = f"; the pipeline's stages for track {track} read it" if needed else "; no pipeline stage reads it"
+        report.findings.append(make("data.absent", "absent" + note, str(root / rel)))
     if not report.files:
         raise UserError(f"no challenge files found; expected {X1}/train.parquet and the others of "
                         "MicroLens_1M_MMCTR", path=root)
@@ -209,12 +218,13 @@ def validate_file(path: str | Path, test: str | Path | None = None, n_items: int
     return report
 
 
-def validate_path(path: str | Path, test: str | Path | None = None, require_all: bool = False) -> Report:
+def validate_path(path: str | Path, test: str | Path | None = None, require_all: bool = False,
+                  strict: bool = False, track: str | int = "3") -> Report:
     path = Path(path)
     if path.is_dir():
         if test is not None:
             raise UserError("--test applies to a single prediction file, not a data root", path=path)
-        return validate_root(path, require_all=require_all)
+        return validate_root(path, require_all=require_all, strict=strict, track=track)
     return validate_file(path, test=test)
 
 

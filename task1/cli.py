@@ -64,6 +64,10 @@ def render(doc: dict) -> str:
               help="JSON file of settings over the profile (see task1/config.py).")
 @click.option("--image-model", default=None, help="Hub id or local folder of a CLIP model (overrides the profile).")
 @click.option("--text-model", default=None, help="Hub id or local folder of a text encoder (overrides the profile).")
+@click.option("--image-model-license", default=None, metavar="SPDX",
+              help="The image model's licence (SPDX id, e.g. mit) where its files do not state one.")
+@click.option("--text-model-license", default=None, metavar="SPDX",
+              help="The text model's licence (SPDX id, e.g. mit) where its files do not state one.")
 @click.option("--reducer", type=click.Choice(["pca", "contrastive"]), default=None,
               help="pca, or contrastive (a projection trained on co-occurring train-history items).")
 @click.option("--shard", default=None, metavar="K/N", help="Compute only the K-th of N slices of the items, then stop.")
@@ -73,14 +77,15 @@ def render(doc: dict) -> str:
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes decoding covers.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print task1.json (or the shard summary) as JSON.")
-def embed(data_dir, out_dir, profile, config_file, image_model, text_model, reducer, shard, merge, strict, device,
-          workers, seed, as_json):
+def embed(data_dir, out_dir, profile, config_file, image_model, text_model, image_model_license, text_model_license,
+          reducer, shard, merge, strict, device, workers, seed, as_json):
     """Task 1: embed every item (cover + title) into 128 dims and write item_info.parquet into OUT."""
     from task1.config import load_config_file, make_config
 
     overrides = load_config_file(config_file) if config_file else {}
     for key, value in (("image_model", image_model), ("text_model", text_model), ("reducer", reducer),
-                       ("image_workers", workers)):
+                       ("image_workers", workers), ("image_model_license", image_model_license),
+                       ("text_model_license", text_model_license)):
         if value is not None:
             overrides[key] = value
     cfg = make_config(profile, overrides, source=config_file)

@@ -12,11 +12,17 @@ A profile is a named set of encoders and settings:
 A model is named by a hub id (`org/name`), a local folder, or `packaged:NAME` for the two packaged
 models above. A config file (JSON) may set any field of `Task1Config`; command-line options win over
 both.
+
+`image_model_license` and `text_model_license` state a model's licence as an SPDX id (`mit`,
+`Apache-2.0`) where its files do not: a local folder saved without a model card, say. Task 1 may use
+large models only if they are open source, and the package is refused when task1.json records an
+unknown licence; the stated id is recorded as stated.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -26,6 +32,7 @@ MODALITIES = ("image", "text")
 REDUCERS = ("pca", "contrastive")
 PACKAGED_TEXT = "packaged:all-MiniLM-L6-v2"
 PACKAGED_IMAGE = "packaged:efficientnet-lite0"
+LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # the shape of an SPDX id
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class Task1Config:
     profile: str = "reference"
     image_model: str = "openai/clip-vit-large-patch14"
     text_model: str = "intfloat/multilingual-e5-base"
+    image_model_license: str = ""  # SPDX id stated for image_model ("" = read it from the model's files)
+    text_model_license: str = ""  # SPDX id stated for text_model
     text_prefix: str = "passage: "
     text_max_length: int = 128
     image_batch_size: int = 64
@@ -154,9 +163,13 @@ def check_config(cfg: Task1Config, source: str | None = None) -> None:
             bad(f"`{name}` must be a positive integer, not {value!r}")
     if not isinstance(cfg.image_workers, int) or cfg.image_workers < 0:
         bad(f"`image_workers` must be an integer >= 0, not {cfg.image_workers!r}")
-    for name in ("image_model", "text_model", "text_prefix"):
+    for name in ("image_model", "text_model", "text_prefix", "image_model_license", "text_model_license"):
         if not isinstance(getattr(cfg, name), str):
             bad(f"`{name}` must be a string")
+    for name in ("image_model_license", "text_model_license"):
+        value = getattr(cfg, name).strip()
+        if value and not LICENSE_ID.fullmatch(value):
+            bad(f"`{name}` must be one SPDX licence id such as mit or Apache-2.0, not {value!r}")
     c = cfg.contrastive
     if (c.epochs < 1 or c.max_steps < 1 or c.batch_size < 2 or c.lr <= 0 or c.temperature <= 0 or c.hidden < 0
             or c.input_dim < 128):

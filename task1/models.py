@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch.nn import functional as F
 
 from harness.errors import UserError
@@ -59,6 +60,7 @@ class ModelRecord:
     license: str
     dim: int
     package: str | None = None  # "name==version" for packaged weights
+    license_source: str | None = None  # where the licence was read (model_license)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,33 +180,68 @@ def _load(loader, spec: str, role: str, source: str, location, **kwargs):
         return loader(spec, **kwargs)
     except UserError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{role} model {spec!r} could not be loaded ({type(e).__name__}: {first[:300]}); "
                         f"{_hint(role)}") from None
 
 
-def make_record(spec: str, role: str, dim: int) -> ModelRecord:
+UNKNOWN_LICENSE = "unknown (not stated in the model files)"
+
+
+def model_license(spec: str, role: str, stated: str = "") -> tuple[str | None, str]:
+    """(licence, where it was found) for a Task 1 model, without loading it; (None, why) when unknown.
+
+    In order: the licence stated on the command line or in the config (`--image-model-license`,
+    `image_model_license`), the licences of the profiles' models (KNOWN_LICENSES), the `license:` line
+    of the hub model card in the local cache, the `license:` line of a local folder's README.md.
+    """
+    if stated and stated.strip():
+        from harness.spdx import spdx_of
+
+        return spdx_of(stated.strip()), f"stated (--{role}-model-license or {role}_model_license)"
+    if spec in KNOWN_LICENSES:
+        return KNOWN_LICENSES[spec], "the licences of the profiles' models (task1/models.py)"
+    source, location = resolve(spec, role)
+    if source == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        card = try_to_load_from_cache(spec, "README.md")
+        if isinstance(card, str):
+            found = _readme_license(Path(card).parent)
+            if found:
+                return found, "the hub model card (README.md in the local cache)"
+        return None, "no licence line in a cached model card"
+    folder = Path(location)
+    if folder.is_dir():
+        found = _readme_license(folder)
+        if found:
+            return found, f"{folder / 'README.md'}"
+        if not (folder / "README.md").is_file():
+            return None, "the folder has no README.md (model card) to state one"
+        return None, f"no `license:` line in {folder / 'README.md'}"
+    return None, "not stated in the model files"
+
+
+def make_record(spec: str, role: str, dim: int, stated_license: str = "") -> ModelRecord:
     source, location = resolve(spec, role)
     revision = sha = package = None
-    license_ = KNOWN_LICENSES.get(spec)
     if source == "hub":
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(spec, "config.json")
         if isinstance(cached, str):
             revision = Path(cached).parent.name
-            license_ = license_ or _readme_license(Path(cached).parent)
     else:
         location = Path(location)
         sha = sha256_file(location) if location.is_file() else folder_sha256(location)
-        if location.is_dir():
-            license_ = license_ or _readme_license(location)
         if source == "package":
             dist = PACKAGES[spec][0]
             package = f"{dist}=={metadata.version(dist)}"
+    license_, where = model_license(spec, role, stated_license)
     return ModelRecord(role=role, id=spec, source=source, revision=revision, sha256=sha,
-                       license=license_ or "unknown (not stated in the model files)", dim=dim, package=package)
+                       license=license_ or UNKNOWN_LICENSE, dim=dim, package=package,
+                       license_source=where if license_ else None)
 
 
 def autocast(device: torch.device, fp16: bool):

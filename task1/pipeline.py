@@ -12,11 +12,16 @@ OUT_DIR after a full run:
                          quality metric, timings and throughput, input and output hashes
     cache/               per-modality chunk files (task1/cache.py) and the timing log of each run
 
-Missing and corrupt covers: the file is counted (`missing_images`, `unreadable_images`, the item ids
-listed in task1.json), its chunk row is flagged (status 1 or 2, a zero placeholder that fusion never
-uses) and fusion gives the item the normalised mean image embedding of the items whose cover was
-read. Empty titles get the mean title embedding the same way. With `strict=True` the first missing
-or unreadable cover ends the run with one line naming the file.
+Missing and corrupt covers follow the harness's one policy (harness/covers.py): the file is counted
+(`missing_images`, `unreadable_images`, the item ids listed in task1.json), its chunk row is flagged
+(status 1 or 2, a zero placeholder that fusion never uses) and fusion gives the item the normalised
+mean image embedding of the items whose cover was read. Beyond harness.covers.MAX_BAD_SHARE of the
+items (1 %) the run stops: before any encoding when that many files are missing, at the merge when
+decoding found the rest. Empty titles get the mean title embedding the same way. With `strict=True`
+the first missing or unreadable cover ends the run with one line naming the file.
+
+item_tags: copied from the dataset's own MicroLens_1M_x1/item_info.parquet when it is there (Track 1's
+fixed feature must be the official one); otherwise the last five of item_feature's list, left-padded.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ import numpy as np
 import polars as pl
 import torch
 
+from harness.covers import MAX_BAD_SHARE, limit_text, over_limit, scan_covers
 from harness.errors import EXIT_FINDINGS, UserError
 from harness.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
 from task1 import cache as C
 from task1.config import PACKAGED_IMAGE, Task1Config
+from task1.models import model_license
 from task1.data import (ITEM_FEATURE, TAGS_LEN, TRAIN, Items, check_data_dir, official_tags, read_histories,
                         read_items)
 
@@ -115,7 +122,15 @@ def _problem(items: Items, item_id: int, status: int, detail: str = "") -> UserE
     path = items.image_path(item_id)
     what = "is missing" if status == C.MISSING else f"is unreadable ({detail})" if detail else "is unreadable"
     return UserError(f"cover of item {item_id} {what}; restore the file, or run without --strict to "
-                     f"replace it by the mean image embedding (counted in task1.json)", path=path)
+                     f"replace it by the mean image embedding (counted in task1.json)", path=path,
+                     exit_code=EXIT_FINDINGS)
+
+
+def _too_many(items: Items, bad: list[int], when: str) -> UserError:
+    first = ", ".join(f"{i}.jpg" for i in bad[:5])
+    return UserError(f"{len(bad):,} of {items.n:,} covers are {when} ({len(bad) / items.n:.1%}; first: {first}); "
+                     f"{limit_text()}: restore item_images/ from item_images.rar", path=items.image_dir,
+                     exit_code=EXIT_FINDINGS)
 
 
 def extract_images(cache: C.ModalityCache, todo: list[int], items: Items, cfg: Task1Config,
@@ -286,6 +301,9 @@ def load_caches(caches: dict, items: Items, strict: bool) -> Loaded:
             if strict and (status != C.OK).any():
                 k = int(np.nonzero(status != C.OK)[0][0])
                 raise _problem(items, k + 1, int(status[k]), "in the cache of an earlier run")
+            bad = (np.nonzero(status != C.OK)[0] + 1).tolist()
+            if over_limit(len(bad), items.n):
+                raise _too_many(items, bad, "missing or unreadable")
             counts["images_ok"] = int((status == C.OK).sum())
             counts["missing_images"] = int((status == C.MISSING).sum())
             counts["unreadable_images"] = int((status == C.UNREADABLE).sum())
@@ -345,6 +363,18 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
     if "image" in cfg.modalities and not merge and not items.image_dir.is_dir():
         raise UserError("cover folder not found; unpack item_images.rar there, or leave `image` out of "
                         "`modalities` in --config", path=items.image_dir)
+    if "image" in cfg.modalities and not merge:
+        scan = scan_covers(items.image_dir, items.n)  # names and sizes: a missing or empty cover
+        if strict and scan.bad:
+            first = min(scan.missing[:1] + scan.unreadable[:1])
+            missing = first in scan.missing[:1]
+            raise _problem(items, first, C.MISSING if missing else C.UNREADABLE, "" if missing else "empty file")
+        if over_limit(scan.bad, items.n):
+            raise _too_many(items, sorted(scan.missing + scan.unreadable), "missing or empty")
+        if scan.bad:
+            log(f"covers: {len(scan.missing)} missing, {len(scan.unreadable)} empty of {items.n} (first: "
+                f"{', '.join(str(i) for i in sorted(scan.missing + scan.unreadable)[:5])}); each is replaced by "
+                f"the mean image embedding and listed in task1.json ({limit_text()})")
     seeding = seed_everything(seed)
     dev = resolve_device(device)
     caches = make_caches(out_dir, cfg, items)
@@ -374,8 +404,8 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
     from task1.quality import next_item_recall
 
     quality = next_item_recall(red["table"], hist, cfg.quality.ks)
-    tags = items.tags
     official = official_tags(data_dir, items.n)
+    tags = items.tags if official is None else official  # Track 1's fixed feature: the dataset's own
     frame = item_info_frame(tags, red["table"])
     info_path = out_dir / "item_info.parquet"
     checker = check_item_info(frame, items.n, info_path)
@@ -388,7 +418,15 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
     models = []
     for m, cache in caches.items():
         manifest = cache.read_manifest() or {}
-        models.append(dict(manifest.get("model", {"role": m, "id": cache.spec["model"]}), cache=str(cache.dir)))
+        record = dict(manifest.get("model", {"role": m, "id": cache.spec["model"]}), cache=str(cache.dir))
+        # the licence as of this run: a licence stated now also covers caches computed before it was stated
+        try:
+            found, where = model_license(cache.spec["model"], m, getattr(cfg, f"{m}_model_license"))
+        except UserError:  # the model folder is gone (a merge elsewhere): keep what extraction recorded
+            found, where = None, None
+        if found:
+            record["license"], record["license_source"] = found, where
+        models.append(record)
     throughput = {}
     for m, cache in caches.items():
         runs = [json.loads(p.read_text()) for p in sorted((cache.dir / "runs").glob("*.json"))]
@@ -414,14 +452,19 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
         "counts": loaded.counts,
         "policy": {"missing_or_unreadable_image": "replaced by the normalised mean image embedding of the "
                    "readable covers; counted and listed here" if not strict else "fail (--strict)",
+                   "max_bad_cover_share": MAX_BAD_SHARE,
                    "empty_title": "replaced by the normalised mean title embedding; counted and listed here"},
         "fusion": {"modalities": list(cfg.modalities), "balance": cfg.balance, "input_dim": red["input_dim"]},
         "reducer": {"kind": cfg.reducer, "explained_variance": red["explained_variance"],
                     "explained_variance_note": "share of the fused embedding's variance in the top 128 "
                     "principal components (the contrastive reducer starts from them)",
                     "training": red["training"]},
-        "item_tags": {"source": "item_feature.parquet item_tags, last 5, left-padded",
-                      "equal_to_dataset_item_info": None if official is None else bool(np.array_equal(official, tags))},
+        "item_tags": {"source": ("copied from the dataset's MicroLens_1M_x1/item_info.parquet" if official is not None
+                                 else "item_feature.parquet item_tags, last 5, left-padded (the dataset has no "
+                                      "item_info.parquet of N + 1 rows)"),
+                      "equal_to_dataset_item_info": None if official is None else True,
+                      "items_whose_item_feature_last_five_differ": None if official is None
+                      else int((official != items.tags).any(axis=1).sum())},
         "quality": quality,
         "schema_check": checker,
         "timings": {"extraction_this_run": extraction, "extraction_all_runs": throughput,

@@ -16,14 +16,16 @@ two runs with the same seed and thread count give bit-identical model.safetensor
 Loss: BCE with logits on the label, plus the model's auxiliary loss (SASRecDCN's next-item loss) and
 regulariser (DIN's L2 terms). Schedule: AdamW at `learning_rate`, multiplied by `lr_epoch_decay` after every epoch and by `lr_decay`
 after every epoch whose valid AUC is not a new best; training stops after `early_stop_patience` epochs
-without a new best, or after `epochs`. Gradients are clipped to `grad_clip`. On CUDA,
-autocast in bf16 where supported, else fp16 with a GradScaler (a T4 has no bf16).
+without a new best, or after `epochs`. Gradients are clipped to `grad_clip`. On CUDA, autocast
+in bf16 where the GPU has it natively (compute capability 8.0 or more), else fp16 with a GradScaler
+(a T4, 7.5); run.json records the choice (`amp_dtype_for`).
 
 Several processes (torchrun --nproc_per_node N -m task2 train ...): DistributedDataParallel, NCCL on
 CUDA and gloo on the CPU. `batch_size` is the *global* (effective) batch: each rank takes an interleaved
 share of every global batch and the loss is normalised by the global batch size, so the update is the
 single-process one up to floating-point reduction order (BatchNorm statistics and dropout masks are per
-rank). Only rank 0 writes the run folder.
+rank: buffers are synced once, when DDP is built, never per step; see `wrap_ddp`). Only rank 0
+writes the run folder.
 """
 
 from __future__ import annotations
@@ -180,6 +182,28 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def amp_dtype_for(device: torch.device, amp: bool = True) -> torch.dtype | None:
+    """The autocast dtype of training: None off CUDA (or with amp off); bf16 where the GPU computes it
+    natively (compute capability 8.0 or more: A100, L4, H100); fp16, with a GradScaler, below (a T4 is
+    7.5). Not torch.cuda.is_bf16_supported(): by default it counts emulated bf16 and says True on a T4."""
+    if not amp or device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel without per-step buffer broadcasts. DDP's default (broadcast_buffers=True)
+    re-sends every buffer from rank 0 before each forward: the frozen item table (91,718 x 128, 47 MB) and
+    id_known never change, and BatchNorm statistics are meant to stay per rank, so that costs bandwidth
+    for nothing. `forward_sync_buffers=False` is this torch's name for broadcast_buffers=False (the old
+    name is deprecated); buffers are still synced once, when DDP is built."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   forward_sync_buffers=False)
+
+
 def _curves_png(path: Path, rows: list[dict]) -> None:
     import matplotlib
 
@@ -233,8 +257,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+    amp_dtype = amp_dtype_for(device, cfg.amp)
+    use_amp = amp_dtype is not None
 
     # --- data ------------------------------------------------------------------------------------
     model_cls, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
@@ -274,9 +298,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     torch.manual_seed(cfg.seed + rank)  # dropout streams: rank 0 matches a single-process run
     raw_model = model
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = wrap_ddp(model, device)
 
     decay = [p for p in raw_model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in raw_model.parameters() if p.requires_grad and p.dim() < 2]
@@ -413,6 +435,10 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         "fitted_to_data": fitted,
         "world_size": world,
         "device": str(device),
+        "amp": {"dtype": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+                "grad_scaler": scaler.is_enabled(),
+                "compute_capability": (".".join(map(str, torch.cuda.get_device_capability(device)))
+                                       if device.type == "cuda" else None)},
         "train_rows": len(train_split),
         "parameters": {
             "trainable": int(sum(p.numel() for p in raw_model.parameters() if p.requires_grad)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -33,14 +34,33 @@ def test_bad_seed_in_the_script(tmp_path):
     assert proc.returncode == 2 and "--seed must be a non-negative integer" in proc.stderr
 
 
-def test_unreachable_model_names_the_stage_and_the_model(tiny_data, tmp_path):
+def test_an_unavailable_model_is_refused_before_any_stage(tiny_data, tmp_path):
     run = tmp_path / "run"
     proc = _run("--data", tiny_data, "--out", run, "--device", "cpu", "--image-model", "no-such-org/no-such-model")
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert any("[models] image model 'no-such-org/no-such-model' is not in the local Hugging Face cache" in ln
+               and "--image-model DIR" in ln for ln in errors), proc.stderr
+    assert "no stage was started" in proc.stderr.splitlines()[-1]
+    assert not run.exists()  # nothing written
+
+
+def test_a_model_that_fails_to_load_names_the_stage_and_the_model(tiny_data, tmp_path):
+    """What the preflight cannot see without loading the model (corrupt weights) fails in its stage."""
+    folder = tmp_path / "broken-clip"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "clip"}')
+    (folder / "preprocessor_config.json").write_text('{"image_processor_type": "CLIPImageProcessor"}')
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n")
+    run = tmp_path / "run"
+    proc = _run("--data", tiny_data, "--out", run, "--device", "cpu", "--profile", "offline", "--image-model", folder)
     assert proc.returncode == 2 and proc.stdout == ""
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: stage embed failed (exit 2)") and "no-such-org/no-such-model" in line
+    assert line.startswith("error: stage embed failed (exit 2)") and str(folder) in line
     assert str(run / "logs" / "embed.log") in line
     assert (run / "stamps" / "validate.json").is_file()  # the finished stage is kept
+    assert json.loads((run / "preflight.json").read_text())["ok"] is True
 
 
 def test_a_changed_config_reruns_the_stage(tmp_path):
@@ -48,7 +68,8 @@ def test_a_changed_config_reruns_the_stage(tmp_path):
     from harness.worlds import DEFAULT_WORLD
 
     opts = dict(run_dir=tmp_path, data=None, scale="tiny", seed=0, device="cpu", track="3", hardware="cpu",
-                profile="offline", image_model=None, text_model=None, reducer=None, epochs=None, world=DEFAULT_WORLD)
+                profile="offline", image_model=None, text_model=None, reducer=None, epochs=None, world=DEFAULT_WORLD,
+                image_model_license=None, text_model_license=None, strict=False, force=False)
     embed = {s.name: s for s in build_stages(opts)[0]}["embed"]
     assert "--config" not in embed.cmd
     embed2 = {s.name: s for s in build_stages(dict(opts, reducer="contrastive"))[0]}["embed"]

@@ -87,10 +87,29 @@ def test_test_ids(tiny_copy, harness_cli, mutate, fid):
     assert code == 1 and fid in [f["id"] for f in json.loads(out)["findings"]]
 
 
-def test_missing_image(tiny_copy, harness_cli):
+def test_a_missing_cover_is_a_listed_warning_and_strict_makes_it_an_error(tiny_copy, harness_cli):
     (tiny_copy / "item_images" / "17.jpg").unlink()
     code, out, err = harness_cli("validate", tiny_copy)
-    assert code == 1 and "[data.image_missing]" in out and "17.jpg" in out
+    assert code == 0 and "[data.image_missing] warning" in out and "17.jpg" in out and "1 of 400" in out
+    code, out, err = harness_cli("validate", tiny_copy, "--strict")
+    assert code == 1 and "[data.image_missing] error" in out and "17.jpg" in out
+
+
+def test_covers_beyond_the_maximum_share_are_an_error(tiny_copy, harness_cli):
+    """400 items: 4 bad covers are 1 % (allowed), 5 are 1.25 % (the run stops)."""
+    images = tiny_copy / "item_images"
+    for i in (3, 4, 5):
+        (images / f"{i}.jpg").unlink()
+    (images / "6.jpg").write_bytes(b"")  # empty
+    code, out, err = harness_cli("validate", tiny_copy, "--json")
+    found = {f["id"]: f for f in json.loads(out)["findings"]}
+    assert code == 0 and found["data.image_unreadable"]["severity"] == "warning"
+    (images / "7.jpg").write_bytes(b"<html>not an image</html>")  # not an image format
+    code, out, err = harness_cli("validate", tiny_copy, "--json")
+    found = {f["id"]: f for f in json.loads(out)["findings"]}
+    assert code == 1 and found["data.image_missing"]["severity"] == "error"
+    assert "5 of 400 covers are missing or unreadable (1.2%)" in found["data.image_missing"]["message"]
+    assert "6.jpg, 7.jpg" in found["data.image_unreadable"]["message"]
 
 
 def test_unreadable_parquet(tiny_copy, harness_cli):
@@ -111,8 +130,21 @@ def test_absent_files_are_listed(tiny_copy, harness_cli):
     (tiny_copy / "item_emb.parquet").unlink()
     code, out, err = harness_cli("validate", tiny_copy)
     assert code == 0 and "1 absent" in out and "item_emb.parquet" in out
+
+
+def test_require_all_requires_what_the_stages_read(tiny_copy, harness_cli):
+    (tiny_copy / "item_emb.parquet").unlink()
+    (tiny_copy / "item_seq.parquet").unlink()
     code, out, err = harness_cli("validate", tiny_copy, "--require-all")
-    assert code == 1
+    assert code == 0 and "no pipeline stage reads it" in out  # no stage reads either file
+    (tiny_copy / "item_feature.parquet").unlink()
+    code, out, err = harness_cli("validate", tiny_copy, "--require-all")
+    assert code == 1 and "item_feature.parquet" in out and "stages for track 3 read it" in out
+    code, out, err = harness_cli("validate", tiny_copy, "--require-all", "--track", "2")
+    assert code == 0  # Track 2 embeds nothing: item_feature is not read
+    (tiny_copy / X1 / "item_info.parquet").unlink()
+    code, out, err = harness_cli("validate", tiny_copy, "--require-all", "--track", "2")
+    assert code == 1 and "item_info.parquet" in out
 
 
 def _prediction(n, columns=("Task2",), seed=0):

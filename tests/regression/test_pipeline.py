@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from harness.io import sha256_file
@@ -81,6 +82,7 @@ def test_rerun_skips_finished_stages(first_run):
     out, _, _ = first_run
     before = {rel: sha256_file(out / rel) for rel in ARTIFACTS}
     result = run_pipeline(out)
+    assert result["status"].pop("preflight").startswith("passed")
     assert all(s.startswith("skipped") for s in result["status"].values()), result["status"]
     assert {rel: sha256_file(out / rel) for rel in ARTIFACTS} == before
 
@@ -101,11 +103,15 @@ def test_failing_stage_names_itself_and_keeps_earlier_outputs(first_run, tmp_pat
     out, _, _ = first_run
     data = tmp_path / "data"
     shutil.copytree(out / "data", data, ignore=shutil.ignore_patterns("oracle"))
-    (data / "MicroLens_1M_x1" / "valid.parquet").write_bytes(b"not parquet")
+    valid = data / "MicroLens_1M_x1" / "valid.parquet"
+    # a value the footer cannot show (the preflight would refuse an unreadable file before any stage)
+    frame = pl.read_parquet(valid)
+    bad = pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(2, dtype=pl.Int64)).otherwise(pl.col("label"))
+    frame.with_columns(bad.alias("label")).write_parquet(valid)
     run = tmp_path / "run"
     (run / "keep").mkdir(parents=True)
     (run / "keep" / "note.txt").write_text("earlier work")
-    args = [a for a in PIPELINE_ARGS if a not in ("--scale", "tiny")]
+    args = [a for a in PIPELINE_ARGS if a not in ("--scale", "tiny")] + ["--profile", "offline"]
     proc = subprocess.run([sys.executable, "-m", "harness.pipeline", *args, "--data", str(data), "--out", str(run)],
                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     last = proc.stderr.strip().splitlines()[-1]

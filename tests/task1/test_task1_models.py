@@ -115,3 +115,31 @@ def test_non_clip_image_model_is_refused(tiny_models):
     with pytest.raises(UserError) as e:
         ImageEncoder(tiny_models["e5"], CPU, fp16=False)
     assert "'xlm-roberta'" in e.value.message and "CLIP" in e.value.message
+
+
+def test_model_licence_sources(tiny_models, tmp_path):
+    """A folder saved without a model card has no licence; a README `license:` line or a stated SPDX id
+    gives one, and the stated id wins (normalised: mit -> MIT)."""
+    import shutil
+
+    from task1.models import UNKNOWN_LICENSE, make_record, model_license
+
+    found, why = model_license(tiny_models["clip"], "image")
+    assert found is None and "README.md" in why
+    assert make_record(tiny_models["clip"], "image", 64).license == UNKNOWN_LICENSE
+    assert model_license(tiny_models["clip"], "image", stated="mit")[0] == "MIT"
+    folder = tmp_path / "with-card"
+    shutil.copytree(tiny_models["e5"], folder)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: en\n---\n# card\n")
+    assert model_license(str(folder), "text") == ("apache-2.0", str(folder / "README.md"))
+    rec = make_record(str(folder), "text", 64, stated_license="MIT")
+    assert rec.license == "MIT" and rec.license_source.startswith("stated")
+    assert model_license("intfloat/multilingual-e5-base", "text")[0] == "MIT"  # the profiles' own models
+
+
+def test_stated_licence_must_be_one_spdx_id():
+    from task1.config import make_config
+
+    assert make_config("reference", {"image_model_license": "mit"}).image_model_license == "mit"
+    with pytest.raises(UserError, match="one SPDX licence id"):
+        make_config("reference", {"text_model_license": "MIT or Apache"})

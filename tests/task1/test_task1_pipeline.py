@@ -68,7 +68,8 @@ def test_item_info_schema_and_record(reference_run, synth_tiny):
     np.testing.assert_allclose(np.linalg.norm(emb[1:], axis=1), 1.0, atol=1e-9)
     official = pl.read_parquet(synth_tiny / "MicroLens_1M_x1" / "item_info.parquet")
     assert frame["item_tags"].to_list() == official["item_tags"].to_list()
-    assert doc["item_tags"]["equal_to_dataset_item_info"] is True
+    assert doc["item_tags"]["equal_to_dataset_item_info"] is True and doc["item_tags"]["source"].startswith("copied")
+    assert doc["item_tags"]["items_whose_item_feature_last_five_differ"] == 0
     assert doc["schema_check"] == "harness.schemas.validate_item_info"
 
     rec = json.loads((out / "task1.json").read_text())
@@ -262,7 +263,7 @@ def test_missing_and_corrupt_covers_are_counted_and_replaced(tiny_cfg, data_copy
         code, _, err = embed_cli(capsys, "--data", data_copy, "--out", target, "--image-model", tiny_cfg().image_model,
                                  "--text-model", tiny_cfg().text_model, "--workers", "0", "--device", "cpu",
                                  "--strict")
-        assert code == 2, err
+        assert code == 1, err
         assert err.startswith(f"error: {data_copy / 'item_images' / '7.jpg'}: cover of item 7 is missing")
         assert err.count("\n") == 1 and "Traceback" not in err
 
@@ -272,9 +273,53 @@ def test_strict_names_an_unreadable_cover(tiny_cfg, data_copy, tmp_path, capsys)
     cfg = tiny_cfg()
     code, _, err = embed_cli(capsys, "--data", data_copy, "--out", tmp_path / "out", "--image-model", cfg.image_model,
                              "--text-model", cfg.text_model, "--workers", "0", "--device", "cpu", "--strict")
-    assert code == 2 and err.count("\n") == 1
+    assert code == 1 and err.count("\n") == 1
     assert err.startswith(f"error: {data_copy / 'item_images' / '12.jpg'}: cover of item 12 is unreadable (")
     assert "without --strict" in err
+
+
+def test_covers_beyond_the_maximum_share_stop_the_run(tiny_cfg, data_copy, tmp_path):
+    """harness.covers' policy in embed: 400 items allow 4 bad covers (1 %). Five missing stop the run before
+    anything is encoded; four missing and one corrupt stop it at the merge, once decoding has found it."""
+    from harness.covers import MAX_BAD_SHARE
+
+    assert MAX_BAD_SHARE == 0.01
+    images = data_copy / "item_images"
+    for i in (20, 21, 22, 23, 24):
+        (images / f"{i}.jpg").unlink()
+    with pytest.raises(UserError) as e:
+        run(data_copy, tmp_path / "out", tiny_cfg(), device="cpu", log=quiet)
+    assert e.value.exit_code == 1 and e.value.path == str(images)
+    assert "5 of 400 covers are missing or empty (1.2%; first: 20.jpg" in e.value.message
+    assert "at most 1% of the items" in e.value.message
+    assert not (tmp_path / "out" / "cache").exists()  # refused before any encoding
+    (images / "24.jpg").write_bytes((images / "25.jpg").read_bytes()[:40])  # truncated: found by decoding only
+    logged = []
+    with pytest.raises(UserError) as e:
+        run(data_copy, tmp_path / "out", tiny_cfg(), device="cpu", log=logged.append)
+    assert e.value.exit_code == 1 and "5 of 400 covers are missing or unreadable" in e.value.message
+    assert any("4 missing, 0 empty of 400" in line for line in logged)
+    assert not (tmp_path / "out" / "item_info.parquet").exists()
+
+
+def test_item_tags_are_copied_from_the_datasets_item_info(tiny_cfg, data_copy, tmp_path):
+    """item_feature may list more than five tags; item_info keeps five, chosen by the organizers. Task 1
+    copies the dataset's item_info tags (the fixed feature of Track 1) and only falls back to the last five
+    of item_feature's list without one."""
+    path = data_copy / "item_feature.parquet"
+    feat = pl.read_parquet(path)
+    extra = pl.when(pl.col("item_id") <= 30).then(pl.concat_list(pl.col("item_tags"), pl.lit([101, 102, 103, 104,
+                                                                                                  105, 106])))
+    feat.with_columns(extra.otherwise(pl.col("item_tags")).alias("item_tags")).write_parquet(path)
+    official = pl.read_parquet(data_copy / "MicroLens_1M_x1" / "item_info.parquet")["item_tags"].to_list()
+    doc = run(data_copy, tmp_path / "out", tiny_cfg(), device="cpu", log=quiet)
+    got = pl.read_parquet(tmp_path / "out" / "item_info.parquet")["item_tags"].to_list()
+    assert got == official and doc["item_tags"]["items_whose_item_feature_last_five_differ"] == 30
+    (data_copy / "MicroLens_1M_x1" / "item_info.parquet").unlink()
+    doc = run(data_copy, tmp_path / "out2", tiny_cfg(), device="cpu", log=quiet)
+    got = pl.read_parquet(tmp_path / "out2" / "item_info.parquet")["item_tags"].to_list()
+    assert got[1] == [102, 103, 104, 105, 106] and got[40] == official[40]
+    assert doc["item_tags"]["source"].startswith("item_feature.parquet")
 
 
 def test_missing_data_folder_and_files(tmp_path, capsys, data_copy):
