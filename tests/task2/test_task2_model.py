@@ -354,3 +354,12 @@ def test_flops_count_grows_with_history():
     assert short["forward_flops"] > 2 * 2 * 4 * (4 * d * d + 2 * d * f)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # counting trains nothing
     assert all(p.grad is None for p in model.parameters()) and not model.training
+
+
+@pytest.mark.parametrize("make", [_sasrec, _din])
+def test_no_tensor_is_named_like_a_user_embedding(make):
+    """T2-FEATURES refuses a checkpoint with a tensor named like a user embedding; the defaults pass it."""
+    from harness.rules.model_rules import USER_TENSOR
+
+    names = list(make().state_dict())
+    assert names and not [n for n in names if USER_TENSOR.search(n)]
