@@ -152,6 +152,28 @@ def test_hygiene_pickles_are_reported_and_never_loaded(p2, tmp_path, tiny_data):
     assert not marker.exists()
 
 
+def test_pickles_inside_zips_are_reported_and_never_loaded(p3, tmp_path, tiny_data):
+    """A reducer .npz whose member only np.load's unpickler could read is PKG-HYGIENE's; a zip anywhere
+    else (here one holding a pickle) is T2-SINGLE-MODEL's, and neither is decompressed into Python."""
+    import zipfile
+
+    from harness.verify import verify_package
+
+    marker = tmp_path / "PWNED"
+    np.savez(p3 / "outputs/task1/reducer.npz", w=np.zeros(3), meta=np.array([{"a": 1}], dtype=object))
+    with zipfile.ZipFile(p3 / "outputs/task2/extra.zip", "w") as zf:
+        zf.writestr("weights.pkl", pickle.dumps(_CreatesFile(marker), protocol=4))
+    resign(p3)
+    report = verify_package(p3, data=tiny_data)
+    found = {(f.id, f.path) for f in report.findings if f.severity == "error"}
+    assert ("PKG-HYGIENE", "outputs/task1/reducer.npz") in found
+    hygiene = [f.message for f in report.findings if f.id == "PKG-HYGIENE" and f.path == "outputs/task1/reducer.npz"]
+    assert hygiene and hygiene[0].startswith("npz holding what np.load could only unpickle: meta")
+    assert ("T2-SINGLE-MODEL", "outputs/task2/extra.zip") in found
+    assert report.exit_code == 1
+    assert not marker.exists()
+
+
 def test_hygiene_compiled_code_and_size(p2, monkeypatch):
     from harness.rules import package_rules
 
