@@ -389,3 +389,25 @@ def test_task1_never_imports_task2():
 
     code = "import sys, task1.pipeline, task1.cli; sys.exit(any(m.startswith('task2') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=root.parent).returncode == 0
+
+
+def test_a_bad_item_info_is_refused_before_writing(tiny_cfg, data_copy, tmp_path, monkeypatch):
+    """If the table Task 1 built breaks the schema (here row 0 is not the zero padding row), the run stops
+    with one error naming item_info.parquet, and the item_info of an earlier run is left as it was."""
+    import task1.pipeline as P
+
+    out = tmp_path / "out"
+    run(data_copy, out, tiny_cfg(), device="cpu", log=quiet)
+    before = sha256_file(out / "item_info.parquet")
+    good = P.item_info_frame
+
+    def broken(tags, emb):
+        emb = np.array(emb, copy=True)
+        emb[0] = emb[1]
+        return good(tags, emb)
+
+    monkeypatch.setattr(P, "item_info_frame", broken)
+    with pytest.raises(UserError, match="item_info failed its check before writing: row 0 is not all zeros") as e:
+        run(data_copy, out, tiny_cfg(), device="cpu", log=quiet)
+    assert str(e.value.path).endswith("item_info.parquet")
+    assert sha256_file(out / "item_info.parquet") == before
