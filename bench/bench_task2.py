@@ -4,6 +4,7 @@
                                 [--models SASRecDCN,MeanPoolMLP,DIN] [--seeds 0] [--jobs 2] [--threads 1]
     python bench/bench_task2.py --sweep SWEEP.json [--only a,b] [--worlds ...]     # named configs instead
     python bench/bench_task2.py --data DATA_DIR [--models ...]                      # one dataset of yours
+    python bench/bench_task2.py --out ALL.json --merge PART.json [--merge ...]     # runs made in parallel
 
 For every world (`harness synth --world W`, generated once under --cache) and every model, one child
 process trains with `task2.train.train` until its own stopping rule ends it, predicts the test split with
@@ -222,6 +223,30 @@ def load_sweep(path: Path, only: str | None) -> dict:
     return {n: configs[n] for n in names}
 
 
+def merge(out: Path, files: tuple[Path, ...]) -> None:
+    """Fold the rows, worlds and commands of `files` into `out` (a row of `out` wins over an equal key)."""
+    from harness.io import write_json_atomic
+
+    docs = [json.loads(p.read_text()) for p in files]
+    base = json.loads(out.read_text()) if out.is_file() else dict(docs[0], rows=[], commands=[], worlds={})
+    key = lambda r: (r["world"], r["data_seed"], r["config"], r["seed"])  # noqa: E731
+    rows = {key(r): r for d in docs for r in d["rows"]}
+    rows.update({key(r): r for r in base["rows"]})
+    worlds = {}
+    for d in [*docs, base]:
+        for w, entry in d["worlds"].items():
+            mine = worlds.setdefault(w, {"summary": entry["summary"], "datasets": []})
+            seen = {x["data_seed"] for x in mine["datasets"]}
+            mine["datasets"] += [x for x in entry["datasets"] if x["data_seed"] not in seen]
+    base.update(rows=sorted(rows.values(), key=lambda r: (r["world"], r["config"], r["data_seed"], r["seed"])),
+                worlds=worlds, commands=base["commands"] + [c for d in docs for c in d["commands"]]
+                + [" ".join(["bench/bench_task2.py", *sys.argv[1:]])])
+    base["summary"] = summarise(base["rows"])
+    write_json_atomic(out, base)
+    click.echo(render(base))
+    click.echo(f"merged {len(files)} file(s) into {out}: {len(base['rows'])} runs")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--worlds", default="item,history,mean,recent", show_default=True, help="Comma list of worlds.")
 @click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
@@ -242,12 +267,20 @@ def load_sweep(path: Path, only: str | None) -> dict:
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("/tmp/mmctr_bench_runs"), show_default=True)
 @click.option("--tag", default="", help="Suffix of the default JSON name.")
 @click.option("--out", type=click.Path(path_type=Path), help="JSON path [default: bench/results/task2_worlds_...].")
+@click.option("--merge", "merge_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Train nothing: fold these result JSONs (runs made at the same time, or on other machines) "
+                   "into --out, and print the table.")
 @click.option("--child", "child_spec", hidden=True)
 def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs, jobs, threads, cache, workdir,
-         tag, out, child_spec):
+         tag, out, merge_files, child_spec):
     """Train the Task 2 models on every world to their plateau; one JSON, one table."""
     if child_spec:
         print(json.dumps(child(json.loads(child_spec))))
+        return
+    if merge_files:
+        if out is None:
+            raise click.UsageError("--merge needs --out, the JSON the runs are folded into")
+        merge(out, merge_files)
         return
     if sweep is not None:
         configs = load_sweep(sweep, only)
