@@ -196,13 +196,13 @@ def render(doc: dict) -> str:
                      f"history-blind oracle {a['valid']['oracle_item_only']:.4f}/{a['test']['oracle_item_only']:.4f}, "
                      f"popularity {a['valid']['popularity']:.4f}/{a['test']['popularity']:.4f} (valid/test"
                      + (f", mean of {len(sets)} datasets)" if len(sets) > 1 else ")"))
-        head = f"  {'config':<24}{'valid AUC':>10}{'test AUC':>10}{'x oracle':>9}{'spread':>8}{'best/run':>10}{'s/epoch':>9}{'MFLOP':>8}"
+        head = f"  {'config':<24}{'valid AUC':>10}{'test AUC':>10}{'x oracle':>9}{'spread':>8}{'best/run':>16}{'s/epoch':>9}{'MFLOP':>8}"
         lines += [head, "  " + "-" * (len(head) - 2)]
         for name, s in sorted(doc["summary"].get(world, {}).items(), key=lambda kv: -kv[1]["valid_auc"]["mean"]):
             sp = s["test_auc"]["max"] - s["test_auc"]["min"]
             runs = ",".join(f"{b}/{e}" for b, e in zip(s["best_epoch"], s["epochs_run"]))
             lines.append(f"  {name:<24}{s['valid_auc']['mean']:>10.4f}{s['test_auc']['mean']:>10.4f}"
-                         f"{s['test_share_of_oracle']:>9.4f}{sp:>8.4f}{runs:>10}{s['seconds_per_epoch']:>9.1f}"
+                         f"{s['test_share_of_oracle']:>9.4f}{sp:>8.4f}{runs:>16}{s['seconds_per_epoch']:>9.1f}"
                          f"{s['train_flops_per_sample'] / 1e6:>8.2f}")
         lines.append("")
     lines.append("(valid/test AUC: mean over seeds; spread: max - min test AUC over seeds; best/run: best epoch / "
