@@ -361,8 +361,10 @@ class SASRecDCN(nn.Module):
 
     def unknown_mask(self, ids: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
         """ids (...,) -> (...,) bool: items never seen in training and, with id_dropout > 0, a random share
-        of the real ones (training only)."""
+        of the real ones (training only); id_dropout >= 1 makes every real item unknown, with no draw."""
         unknown = ~self.id_known[ids.long()]  # (...,)
+        if id_dropout >= 1.0:
+            return unknown | (ids > 0)
         if id_dropout > 0:
             unknown = unknown | ((torch.rand(ids.shape, device=ids.device) < id_dropout) & (ids > 0))
         return unknown
@@ -380,10 +382,8 @@ class SASRecDCN(nn.Module):
         cfg = self.cfg
         seq = item_seq[:, -cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L) True = real item
-        if cfg.history_id_dropout >= 1.0:  # content only, in training and prediction alike
-            hist_unknown = seq > 0
-        else:
-            hist_unknown = self.unknown_mask(seq, cfg.history_id_dropout if self.training else 0.0)  # (B, L)
+        p = cfg.history_id_dropout  # 1: history items are content only, in training and prediction alike
+        hist_unknown = self.unknown_mask(seq, p if self.training or p >= 1.0 else 0.0)  # (B, L)
         items = self.project(self.encode_items(seq, hist_unknown))  # (B, L, D)
         states = self.sequence.encode(items, real)  # (B, L, D)
         user = self.sequence.pool(states, real)  # (B, D)
@@ -418,7 +418,8 @@ class SASRecDCN(nn.Module):
             return logits
         return logits, self.next_item_loss(states, items, seq)
 
-    def content_match(self, seq: torch.Tensor, real: torch.Tensor, item_id: torch.Tensor) -> torch.Tensor:
+    def content_match(self, seq: torch.Tensor, real: torch.Tensor,
+                      item_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """<u, t>: u = sum_k a_k W_u c_k over the history's content rows c_k, a = softmax over the real
         slots of a learned weight per age (0 = most recent), t = W_t c_target. Content only: ids would
         let it memorise pairs instead of learning which content goes with which. -> u (B, k), <u, t> (B,)"""
@@ -445,8 +446,7 @@ class SASRecDCN(nn.Module):
         negs = torch.randint(1, self.cfg.n_items, (self.cfg.aux_negatives,), device=seq.device)  # (K,)
         pos = (h * items[:, 1:]).sum(-1, keepdim=True)  # (B, L-1, 1)
         p = self.cfg.history_id_dropout if self.training else 0.0  # negatives encoded as the history items are
-        neg_unknown = (negs > 0) if p >= 1.0 else self.unknown_mask(negs, p)  # (K,)
-        neg = h @ self.project(self.encode_items(negs, neg_unknown)).T  # (B, L-1, K)
+        neg = h @ self.project(self.encode_items(negs, self.unknown_mask(negs, p))).T  # (B, L-1, K)
         # a negative that is the positive, or an item never seen in training (it would be pushed down)
         neg = neg.masked_fill((seq[:, 1:, None] == negs) | ~self.id_known[negs], float("-inf"))
         nll = torch.logsumexp(torch.cat([pos, neg], dim=-1), dim=-1) - pos.squeeze(-1)  # (B, L-1)

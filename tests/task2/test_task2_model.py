@@ -363,3 +363,18 @@ def test_no_tensor_is_named_like_a_user_embedding(make):
 
     names = list(make().state_dict())
     assert names and not [n for n in names if USER_TENSOR.search(n)]
+
+
+def test_history_id_dropout_one_reads_history_items_by_content_only():
+    """history_id_dropout 1: every history item takes the shared unknown id vector, in training and in
+    prediction, so changing the id rows of the history's items changes nothing; at 0 it does."""
+    for p, same in ((1.0, True), (0.0, False)):
+        model = _sasrec(history_id_dropout=p, aux_weight=0.0)
+        seq = torch.tensor([[0, 0, 3, 5, 7], [0, 2, 4, 6, 8]])
+        args = (seq, torch.tensor([1, 9]), torch.tensor([2, 3]), torch.tensor([4, 5]))
+        before = model(*args)
+        with torch.no_grad():
+            model.items.id_emb.weight[[2, 3, 4, 5, 6, 7, 8]] += 1.0
+        assert torch.equal(model(*args), before) == same, p
+        mask = model.unknown_mask(seq, p)
+        assert torch.equal(mask, seq > 0) if same else not mask.any()
