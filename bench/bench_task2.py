@@ -56,31 +56,21 @@ MODELS = {  # the named models of a plain run: TrainConfig overrides
 
 
 def flops_per_sample(model, split, batch_size: int, max_len: int, length_aware: bool) -> dict:
-    """Forward and forward+backward FLOPs per sample, counted by FlopCounterMode over up to 8 training
+    """Forward and forward+backward FLOPs per sample (`task2.model.count_flops`) over up to 8 training
     batches drawn as training draws them (so at the data's history lengths)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from task2.data import iterate_batches
+    from task2.model import count_flops
 
     gen = torch.Generator().manual_seed(0)
     fwd = train = rows = 0
-    model.train()
     for i, batch in enumerate(iterate_batches(split, batch_size, max_len=max_len, shuffle=True, generator=gen,
                                               length_aware=length_aware)):
         if i == 8:
             break
-        args = (batch["item_seq"], batch["item_id"], batch["likes_level"], batch["views_level"])
-        with FlopCounterMode(display=False) as counter:
-            with torch.no_grad():
-                model(*args)
-        fwd += counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
-            logits, aux = model(*args, with_aux=True)
-            (logits.sum() + aux).backward()
-        train += counter.get_total_flops()
-        rows += len(batch["rows"])
-    model.zero_grad(set_to_none=True)
+        f, t = count_flops(model, (batch["item_seq"], batch["item_id"], batch["likes_level"], batch["views_level"]))
+        fwd, train, rows = fwd + f, train + t, rows + len(batch["rows"])
     return {"forward": round(fwd / rows), "train": round(train / rows)}
 
 

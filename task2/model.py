@@ -614,18 +614,13 @@ def count_parameters(model: nn.Module) -> dict:
     return {"trainable": int(trainable), "frozen_buffers": int(frozen)}
 
 
-def flops_per_sample(model: nn.Module, history_length: int, batch: int = 4) -> dict:
-    """FLOPs per sample counted by torch's FlopCounterMode (2 per multiply-add; matmuls, attention and
-    convolutions) on a synthetic batch whose histories hold `history_length` real items, trimmed of
-    padding as length-aware batches are: the forward pass in eval mode, and one training step (forward
-    with the auxiliary loss, then backward). The model's weights and mode are left as they were."""
+def count_flops(model: nn.Module, args: tuple) -> tuple[int, int]:
+    """FLOPs of one batch `args` (item_seq, item_id, likes_level, views_level), counted by torch's
+    FlopCounterMode (2 per multiply-add; matmuls, attention and convolutions): the forward pass in eval
+    mode, and one training step (forward with the auxiliary loss, then backward). -> (forward, train).
+    The model's weights and mode are left as they were (its gradients are cleared)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = model.cfg
-    l = max(1, min(int(history_length), cfg.max_len))
-    seq = (torch.arange(l) % (cfg.n_items - 1) + 1).repeat(batch, 1)  # (batch, l), no padding
-    args = (seq, torch.ones(batch, dtype=torch.long), torch.ones(batch, dtype=torch.long),
-            torch.ones(batch, dtype=torch.long))
     was_training = model.training
     try:
         model.eval()
@@ -640,11 +635,22 @@ def flops_per_sample(model: nn.Module, history_length: int, batch: int = 4) -> d
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+    return forward, train
+
+
+def flops_per_sample(model: nn.Module, history_length: int, batch: int = 4) -> dict:
+    """`count_flops` per sample on a synthetic batch whose histories hold `history_length` real items,
+    trimmed of padding as length-aware batches are."""
+    cfg = model.cfg
+    l = max(1, min(int(history_length), cfg.max_len))
+    seq = (torch.arange(l) % (cfg.n_items - 1) + 1).repeat(batch, 1)  # (batch, l), no padding
+    ones = torch.ones(batch, dtype=torch.long)
+    forward, train = count_flops(model, (seq, ones, ones, ones))
     return {"forward_flops": forward / batch, "train_flops": train / batch, "history_length": l}
 
 
 __all__ = [
     "SASRecDCNConfig", "DINConfig", "ItemEncoder", "EncoderBlock", "SequenceEncoder", "CrossNetV2", "MLP",
     "SASRecDCN", "DINAttention", "DIN", "MODEL_CLASSES", "build_model", "model_args", "config_from_dict",
-    "count_parameters", "flops_per_sample",
+    "count_parameters", "count_flops", "flops_per_sample",
 ]
