@@ -11,7 +11,6 @@ full-size epoch's cost reads straight off the table.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import click
 from _common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 LENGTHS = (6, 20, 50)
 N_ITEMS = 91_718
 # the SASRecDCN default before the worlds (issue 10): no sequence projection, 4 heads, FFN 512,
@@ -37,6 +35,7 @@ def main(out: Path) -> None:
     """Print and write the FLOPs per sample of each Task 2 model."""
     import torch
 
+    from harness.io import write_json_atomic
     from task2.model import build_model, count_parameters, flops_per_sample
 
     torch.manual_seed(0)
@@ -65,10 +64,7 @@ def main(out: Path) -> None:
     doc = {"benchmark": "task2_flops", "command": " ".join(["bench/bench_flops.py", *sys.argv[1:]]),
            "counter": "torch.utils.flop_counter.FlopCounterMode, 2 FLOPs per multiply-add, per sample",
            "machine": machine(), "rows": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(out)
+    write_json_atomic(out, doc)
     print(f"wrote {out}")
 
 

@@ -213,15 +213,19 @@ def load_sweep(path: Path, only: str | None) -> dict:
     return {n: configs[n] for n in names}
 
 
+def row_key(r: dict) -> tuple:
+    """A run's identity in the JSON: one row per (world, data seed, config, training seed)."""
+    return r["world"], r["data_seed"], r["config"], r["seed"]
+
+
 def merge(out: Path, files: tuple[Path, ...]) -> None:
     """Fold the rows, worlds and commands of `files` into `out` (a row of `out` wins over an equal key)."""
     from harness.io import write_json_atomic
 
     docs = [json.loads(p.read_text()) for p in files]
     base = json.loads(out.read_text()) if out.is_file() else dict(docs[0], rows=[], commands=[], worlds={})
-    key = lambda r: (r["world"], r["data_seed"], r["config"], r["seed"])  # noqa: E731
-    rows = {key(r): r for d in docs for r in d["rows"]}
-    rows.update({key(r): r for r in base["rows"]})
+    rows = {row_key(r): r for d in docs for r in d["rows"]}
+    rows.update({row_key(r): r for r in base["rows"]})
     worlds = {}
     for d in [*docs, base]:
         for w, entry in d["worlds"].items():
@@ -296,7 +300,6 @@ def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs
     stamp = dt.date.today().isoformat()
     out = out or RESULTS / f"task2_worlds_{scale if data_dir is None else data_dir.name}{'_' + tag if tag else ''}_{stamp}.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    key = lambda r: (r["world"], r["data_seed"], r["config"], r["seed"])  # noqa: E731
     jobs_list = []
     for (world, dseed), path in datasets.items():
         for name, overrides in configs.items():
@@ -305,14 +308,14 @@ def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs
                         "data": str(path), "overrides": dict(overrides, seed=seed),
                         "out": str(workdir / f"{world}_s{dseed}" / f"{name}_seed{seed}")}
                 jobs_list.append(spec)
-    rows = {key(r): r for r in previous.get("rows", [])}
+    rows = {row_key(r): r for r in previous.get("rows", [])}
     commands = previous.get("commands", []) + [" ".join(["bench/bench_task2.py", *sys.argv[1:]])]
 
     def finish(spec: dict, res: dict) -> None:
         ref = references[(spec["world"], spec["data_seed"])]
         row = {k: spec[k] for k in ("world", "data_seed", "config", "seed")}
         row.update(overrides=spec["overrides"], reference_auc=ref["reference_auc"], **res)
-        rows[key(row)] = row
+        rows[row_key(row)] = row
         worlds_doc = dict(previous.get("worlds", {}))
         for (w, dseed), r in references.items():
             entry = worlds_doc.setdefault(w, {"summary": r["summary"], "datasets": []})
