@@ -7,7 +7,8 @@ Layout, under OUT_DIR/cache/:
     <modality>-<key>/chunk-00001.safetensors items chunk_size+1..2*chunk_size, ...
     <modality>-<key>/runs/*.json             timings of each process that computed chunks
 
-`key` hashes everything that changes the numbers: the model as named, the settings of the modality,
+`key` hashes everything that changes the numbers: the model as named and its identity (the hub snapshot,
+or the sha256 of the folder's weight and config files), the settings of the modality,
 the chunk and batch sizes (batches never cross a chunk, so a chunk's bytes depend only on its items)
 and a fingerprint of the inputs (the titles, or the item id range for covers). A chunk holds:
 

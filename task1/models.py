@@ -223,9 +223,15 @@ def model_license(spec: str, role: str, stated: str = "") -> tuple[str | None, s
     return None, "not stated in the model files"
 
 
-def make_record(spec: str, role: str, dim: int, stated_license: str = "") -> ModelRecord:
+def model_identity(spec: str, role: str) -> dict:
+    """What tells two encoders of the same name apart: {"source", "revision", "sha256"}.
+
+    A hub id: the snapshot in the local cache (revision; None when it is not cached). A local folder or a
+    packaged model: the sha256 of its weight and config files, so a folder whose files were replaced is
+    another encoder.
+    """
     source, location = resolve(spec, role)
-    revision = sha = package = None
+    revision = sha = None
     if source == "hub":
         from huggingface_hub import try_to_load_from_cache
 
@@ -235,9 +241,15 @@ def make_record(spec: str, role: str, dim: int, stated_license: str = "") -> Mod
     else:
         location = Path(location)
         sha = sha256_file(location) if location.is_file() else folder_sha256(location)
-        if source == "package":
-            dist = PACKAGES[spec][0]
-            package = f"{dist}=={metadata.version(dist)}"
+    return {"source": source, "revision": revision, "sha256": sha}
+
+
+def make_record(spec: str, role: str, dim: int, stated_license: str = "") -> ModelRecord:
+    ident = model_identity(spec, role)
+    source, revision, sha, package = ident["source"], ident["revision"], ident["sha256"], None
+    if source == "package":
+        dist = PACKAGES[spec][0]
+        package = f"{dist}=={metadata.version(dist)}"
     license_, where = model_license(spec, role, stated_license)
     return ModelRecord(role=role, id=spec, source=source, revision=revision, sha256=sha,
                        license=license_ or UNKNOWN_LICENSE, dim=dim, package=package,

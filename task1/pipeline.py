@@ -44,7 +44,7 @@ from harness.errors import EXIT_FINDINGS, UserError
 from harness.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
 from task1 import cache as C
 from task1.config import PACKAGED_IMAGE, Task1Config
-from task1.models import model_license
+from task1.models import model_identity, model_license
 from task1.data import (ITEM_FEATURE, TAGS_LEN, TRAIN, Items, check_data_dir, official_tags, read_histories,
                         read_items)
 
@@ -67,11 +67,19 @@ def resolve_device(device: str) -> torch.device:
 
 
 def make_caches(out_dir: Path, cfg: Task1Config, items: Items) -> dict[str, C.ModalityCache]:
+    """One cache per modality, keyed by everything that changes its numbers, the encoder's identity included
+    (hub snapshot or sha256 of its files): a cache is never reused by another encoder, even one that now
+    sits in the same folder."""
+
+    def encoder(m: str) -> dict | None:
+        return model_identity(cfg.image_model if m == "image" else cfg.text_model, m) if m in cfg.modalities else None
+
     specs = {
-        "image": {"modality": "image", "model": cfg.image_model, "batch_size": cfg.image_batch_size,
+        "image": {"modality": "image", "model": cfg.image_model, "encoder": encoder("image"),
+                  "batch_size": cfg.image_batch_size,
                   "lite_image_size": cfg.lite_image_size if cfg.image_model == PACKAGED_IMAGE else None,
                   "chunk_size": cfg.chunk_size, "items": items.ids_sha256()},
-        "text": {"modality": "text", "model": cfg.text_model, "prefix": cfg.text_prefix,
+        "text": {"modality": "text", "model": cfg.text_model, "encoder": encoder("text"), "prefix": cfg.text_prefix,
                  "max_length": cfg.text_max_length, "batch_size": cfg.text_batch_size,
                  "chunk_size": cfg.chunk_size, "titles": items.titles_sha256()},
     }

@@ -21,7 +21,7 @@ from task1.data import read_histories, read_items
 from task1.models import ImageEncoder, decode_image
 from task1.pipeline import make_caches, run
 from task1.reducers import load_reducer
-from task1_testkit import quiet
+from task1_testkit import build_tiny_e5, quiet
 
 
 def outputs(out: Path) -> dict[str, bytes]:
@@ -146,6 +146,37 @@ def test_cache_row_is_the_embedding_of_its_own_file(reference_run, synth_tiny, d
     np.testing.assert_allclose(swapped[299], emb[4], atol=1e-5)
     others = np.setdiff1d(np.arange(400), [4, 299])
     np.testing.assert_allclose(swapped[others], emb[others], atol=1e-5)
+
+
+def test_a_cache_is_never_reused_by_another_encoder(synth_tiny, tiny_cfg, tmp_path):
+    """The same encoder reuses its chunks; another encoder put in the same folder gets its own cache, and the
+    first encoder's chunks are left as they were."""
+    folder = tmp_path / "e5"
+    build_tiny_e5(folder, seed=0)
+    cfg = replace(tiny_cfg(text_model=str(folder)), modalities=("text",))
+    out = tmp_path / "out"
+
+    def extract() -> dict:
+        return run(synth_tiny, out, cfg, shard=(1, 1), device="cpu", seed=0, log=quiet)["extraction"]["text"]
+
+    assert extract()["items"] == 400
+    first = {p: p.read_bytes() for p in out.glob("cache/text-*/chunk-*.safetensors")}
+    assert extract() == {"items": 0, "chunks": 0, "reused_chunks": 4}
+
+    shutil.rmtree(folder)
+    build_tiny_e5(folder, seed=1)  # another encoder under the same name
+    assert extract()["items"] == 400
+    assert len(list(out.glob("cache/text-*"))) == 2
+    assert {p: p.read_bytes() for p in first} == first
+    new = make_caches(out, cfg, read_items(synth_tiny))["text"]
+    assert new.dir not in {p.parent for p in first}
+    assert not np.allclose(new.read_all()[0], _read_emb(sorted(first)))
+
+
+def _read_emb(paths: list[Path]) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    return np.concatenate([load_file(str(p))["emb"] for p in paths])
 
 
 class Interrupt(Exception):
