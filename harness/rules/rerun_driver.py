@@ -164,7 +164,10 @@ def install_hook(fd, settings, mode):
                         send("socket", f"socket(family={family})")
                 elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
                     addr = args[1] if len(args) > 1 else None
-                    if not isinstance(addr, (str, bytes)):
+                    # a path is an AF_UNIX address; no address on an AF_UNIX socket is a connected local pair
+                    # (multiprocessing passes DataLoader workers' tensors over one with sendmsg)
+                    local_pair = addr is None and getattr(args[0] if args else None, "family", None) == 1
+                    if not isinstance(addr, (str, bytes)) and not local_pair:
                         send("socket", f"{event[7:]} {addr!r}")
                 elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
                                "socket.gethostbyaddr", "socket.getnameinfo"):

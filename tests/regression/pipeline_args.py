@@ -45,9 +45,10 @@ def env() -> dict:
 
 
 def run_pipeline(out: Path, via_script: bool = False, extra: list[str] | None = None,
-                 with_stdout: bool = False):
-    """Run the pipeline into `out` (through ./reproduce.sh when `via_script`); return results.json."""
-    args = [*PIPELINE_ARGS, "--out", str(out), *(extra or [])]
+                 with_stdout: bool = False, base: list[str] | None = None):
+    """Run the pipeline (`base` args, PIPELINE_ARGS by default) into `out`, through ./reproduce.sh when
+    `via_script`; return results.json."""
+    args = [*(base or PIPELINE_ARGS), "--out", str(out), *(extra or [])]
     cmd = ["bash", str(ROOT / "reproduce.sh"), *args] if via_script else [sys.executable, "-m", "harness.pipeline", *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
