@@ -36,7 +36,8 @@ def main(out: Path) -> None:
     import torch
 
     from harness.io import write_json_atomic
-    from task2.model import build_model, count_parameters, flops_per_sample
+    from flops import count_parameters, flops_per_sample
+    from task2.model import build_model
 
     torch.manual_seed(0)
     table = torch.randn(N_ITEMS, 128)

@@ -98,7 +98,8 @@ def dataset_split(data: Path):
 def build_model(n_items: int, item_emb, model_overrides: dict, device, seed: int):
     import torch
 
-    from task2.model import MODEL_CLASSES, config_from_dict
+    from task2.config import config_from_dict
+    from task2.model import MODEL_CLASSES
 
     model_cls, cfg_cls = MODEL_CLASSES["SASRecDCN"]
     torch.manual_seed(seed)

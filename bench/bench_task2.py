@@ -56,12 +56,12 @@ MODELS = {  # the named models of a plain run: TrainConfig overrides
 
 
 def flops_per_sample(model, split, batch_size: int, max_len: int, length_aware: bool) -> dict:
-    """Forward and forward+backward FLOPs per sample (`task2.model.count_flops`) over up to 8 training
+    """Forward and forward+backward FLOPs per sample (`bench/flops.py`: count_flops) over up to 8 training
     batches drawn as training draws them (so at the data's history lengths)."""
     import torch
 
     from task2.data import iterate_batches
-    from task2.model import count_flops
+    from flops import count_flops
 
     gen = torch.Generator().manual_seed(0)
     fwd = train = rows = 0

@@ -1,34 +1,34 @@
-"""The Task 2 CTR models, in one file: config dataclasses, small modules, the two models, `build_model`.
+"""SASRecDCN, the default Task 2 model, in one file read top to bottom: its config, its blocks, the model.
 
-- `SASRecDCN` (default): the reference solution's architecture. Each item is its trainable id embedding
-  (64) concatenated with its frozen 128-d `item_emb_d128` row from item_info (192 in all). The history
-  goes through learned positions and a 2-layer transformer encoder (4 heads, FFN 512) with padding
-  masked out (causal by default, as in SASRec), and the most recent slot's state is the 192-d user
-  vector. The target item is encoded the same way; likes_level and views_level get 16-d embeddings
-  each. A DCN-v2 (3 cross layers) runs in parallel with an MLP 512-256-128 over [user, target, likes,
-  views]; one linear layer gives the logit. In training, SASRec's next-item loss on the history
-  (`aux_weight`) is added to the CTR loss: on the demo data it raised valid AUC by about 0.003 at no
-  measurable cost in speed.
-  Cold start (`cold_start`): an item that never occurs in the training split (as a target or in a
-  history) has an id embedding that training never shaped, except to push it down whenever the
-  next-item loss drew it as a negative, so the model learnt to score such items low whatever their
-  content. Instead, these items share one learned "unknown item" id vector, keep their own frozen
-  content row, and are never drawn as negatives. `id_dropout` gives a share of the training targets
-  the unknown vector too; that is how the vector learns to stand for "judge this item by its content
-  and its levels". On demo (4 % of the items are cold) the pair raised valid AUC from 0.9407 to 0.9454
-  (bench/results/task2_sweep_demo_gap_2026-11-26.json).
-- `DIN`: the official FuxiCTR baseline (Track 1's fixed model): item = [id emb, mean of tag embs,
-  Linear(item_emb_d128)], DIN target attention (MLP over [t, h, t - h, t * h], unnormalised weights),
-  DNN 1024-512-256 with batch norm.
+An item is its trainable id embedding (32) beside its frozen 128-d `item_emb_d128` row from item_info,
+projected to the sequence width (64). The history (left-padded, most recent last) goes through learned
+positions and a 2-layer causal transformer encoder (2 heads, FFN 256); the user is read out twice: the
+most recent slot's state, and the mean of the history's item vectors (order-free). Each readout also
+enters multiplied by the projected target. A content match <u, t> compares a learned age-weighted mean of
+the history's frozen rows with the target's (ids left out, so it cannot memorise pairs), and a learned
+per-item bias is added to the logit. likes_level and views_level get 16-d embeddings each. A DCN-v2 (1
+cross layer) runs beside an MLP of 64 over all of it; one linear layer gives the logit. In training,
+SASRec's next-item loss on the history (`aux_weight`) is added to the CTR loss. The defaults were chosen
+on valid AUC over four generated worlds (docs/results.md).
 
-The frozen item table (and DIN's tag table) is a persistent *buffer*: it is in `state_dict()` and so in
-model.safetensors, which makes a checkpoint self-contained, and no optimizer ever sees it. A model
-rebuilt with `build_model(model_args)` holds a zero table of the right shape until
+Cold start (`cold_start`): an item that never occurs in the training split (as a target or in a history)
+would keep an id embedding that training never shaped, except to push it down whenever the next-item
+loss drew it as a negative. Instead, such items share one learned "unknown item" id vector, keep their
+own frozen content row, and are never drawn as negatives. `id_dropout` gives a share of the training
+targets the unknown vector too; that is how the vector learns to stand for "judge this item by its
+content and its levels".
+
+The frozen item table is a persistent *buffer*: it is in `state_dict()` and so in model.safetensors,
+which makes a checkpoint self-contained, and no optimizer ever sees it. A model rebuilt with
+`build_model(model_args)` (at the end of this file) holds a zero table of the right shape until
 `load_state_dict(strict=True)` fills it.
 
 Masks: `item_seq` is left-padded with 0, most recent item last. Everywhere here a boolean mask means
 True = a real item. Positions count back from the most recent item (0 = most recent), so trimming
 left padding (length-aware batching) leaves every item's position unchanged.
+
+The other models: `task2.din.DIN` (Track 1's fixed baseline) and `task2.plain.MeanPoolMLP` (the plain
+baseline); `MODEL_CLASSES` at the end names all three.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from task2.config import config_from_dict
+from task2.din import DIN, DINConfig
 from task2.layers import MLP, CrossNetV2, ItemEncoder
 from task2.plain import MeanPoolMLP, MeanPoolMLPConfig
 
@@ -112,72 +114,6 @@ class SASRecDCNConfig:
             raise ValueError("history_id_dropout must be in [0, 1]")
         if self.aux_weight < 0 or self.aux_negatives < 1 or (self.aux_weight > 0 and not self.causal):
             raise ValueError("aux_weight >= 0 (and > 0 only with causal = true), aux_negatives >= 1")
-
-
-@dataclass
-class DINConfig:
-    """Arguments of `DIN`, defaults as in the official baseline (FuxiCTR 2.3.7, MicroLens_1M_x1).
-
-    Track 1 may tune only embedding_regularizer, net_regularizer, net_dropout (and, in the training
-    config, learning_rate and batch_size).
-    """
-
-    n_items: int = 91_718
-    item_emb_dim: int = 128
-    n_tags: int = 11_740  # item_tags vocabulary, 0 = padding
-    tags_len: int = 5
-    embedding_dim: int = 64
-    max_len: int = 64
-    attention_units: tuple[int, ...] = (512, 256)
-    attention_dropout: float = 0.1
-    dnn_units: tuple[int, ...] = (1024, 512, 256)
-    net_dropout: float = 0.1
-    batch_norm: bool = True
-    level_vocab: int = 11
-    embedding_regularizer: float = 1e-6
-    net_regularizer: float = 0.0
-
-    @property
-    def item_dim(self) -> int:
-        return 2 * self.embedding_dim + self.item_emb_dim
-
-    def check(self) -> None:
-        """Raise ValueError on values the model cannot be built with."""
-        if self.max_len < 1 or self.n_items < 2 or not self.dnn_units or not self.attention_units:
-            raise ValueError("max_len >= 1, n_items >= 2 and non-empty dnn_units/attention_units are required")
-        if not 0.0 <= self.net_dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError("net_dropout and attention_dropout must be in [0, 1)")
-
-
-def config_from_dict(cls, values: dict):
-    """Build a config dataclass from JSON values; unknown keys and bad types raise ValueError."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; known: {sorted(names)}")
-    out = {}
-    for key, value in values.items():
-        default = names[key].default
-        if isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
-                raise ValueError(f"{cls.__name__}.{key} must be a list of integers, got {value!r}")
-            value = tuple(value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f"{cls.__name__}.{key} must be true or false, got {value!r}")
-        elif isinstance(default, int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{cls.__name__}.{key} must be an integer, got {value!r}")
-        elif isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{cls.__name__}.{key} must be a number, got {value!r}")
-            value = float(value)
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise ValueError(f"{cls.__name__}.{key} must be a string, got {value!r}")
-        out[key] = value
-    cfg = cls(**out)
-    cfg.check()
-    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,124 +392,9 @@ class SASRecDCN(nn.Module):
         return 0.0
 
 
-class DINAttention(nn.Module):
-    """DIN target attention (FuxiCTR DIN_Attention, use_softmax=False).
-
-    score_j = MLP([t, h_j, t - h_j, t * h_j]), pooled = sum_j score_j * real_j * h_j.
-
-    A padded slot (real_j = 0) contributes nothing, so `packed` scores only the real (row, slot) pairs:
-    the same sums over a median of 6 pairs per row instead of 64 (the scoring MLP has no batch norm, so
-    which rows it sees changes nothing). `forward` is the padded form, FuxiCTR's literal computation;
-    tests hold the two equal, values and gradients.
-
-    Args: dim: item width D; units: hidden widths of the scoring MLP; dropout.
-    Call: target (B, D), history (B, L, D), real (B, L) bool -> (B, D).
-    """
-
-    def __init__(self, dim: int, units: tuple[int, ...], dropout: float):
-        super().__init__()
-        self.score = nn.Sequential(MLP(4 * dim, units, dropout), nn.Linear(units[-1], 1))
-
-    def forward(self, target: torch.Tensor, history: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        t = target[:, None, :].expand_as(history)  # (B, L, D)
-        z = torch.cat([t, history, t - history, t * history], dim=-1)  # (B, L, 4D)
-        w = self.score(z).squeeze(-1) * real.to(history.dtype)  # (B, L)
-        return (w[..., None] * history).sum(dim=1)  # (B, D)
-
-    def packed(self, target: torch.Tensor, history: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-        """target (B, D), history (P, D) the real history items, row (P,) the row of each -> (B, D)."""
-        t = target.index_select(0, row)  # (P, D)
-        z = torch.cat([t, history, t - history, t * history], dim=-1)  # (P, 4D)
-        w = self.score(z)  # (P, 1)
-        return torch.zeros_like(target).index_add_(0, row, w * history)  # (B, D)
-
-
-class DIN(nn.Module):
-    """The official baseline: Deep Interest Network as FuxiCTR 2.3.7 builds it for MicroLens_1M_x1.
-
-    Item vector = [id emb (64), masked mean of tag embs (64), Linear(item_emb_d128, no bias) (128)].
-    DNN over [likes emb, views emb, target, DIN-pooled history] with batch norm, one logit.
-
-    Args:
-        cfg: DINConfig.
-        item_emb: (n_items, item_emb_dim) frozen table; item_tags: (n_items, tags_len) int tag ids.
-
-    Call: item_seq (B, L), item_id (B,), likes_level (B,), views_level (B,) -> logits (B,).
-    """
-
-    def __init__(self, cfg: DINConfig, item_emb: torch.Tensor | None = None,
-                 item_tags: torch.Tensor | None = None):
-        super().__init__()
-        cfg.check()
-        self.cfg = cfg
-        d = cfg.embedding_dim
-        self.items = ItemEncoder(cfg.n_items, d, item_emb, cfg.item_emb_dim)
-        tags = torch.zeros(cfg.n_items, cfg.tags_len, dtype=torch.long) if item_tags is None else item_tags.long().clone()
-        if tags.shape != (cfg.n_items, cfg.tags_len):
-            raise ValueError(f"item_tags has shape {tuple(tags.shape)}, expected {(cfg.n_items, cfg.tags_len)}")
-        self.register_buffer("item_tags", tags, persistent=True)
-        self.tag_emb = nn.Embedding(cfg.n_tags, d, padding_idx=0)
-        self.emb_proj = nn.Linear(cfg.item_emb_dim, cfg.item_emb_dim, bias=False)
-        self.likes = nn.Embedding(cfg.level_vocab, d)
-        self.views = nn.Embedding(cfg.level_vocab, d)
-        self.attention = DINAttention(cfg.item_dim, cfg.attention_units, cfg.attention_dropout)
-        self.dnn = MLP(2 * d + 2 * cfg.item_dim, cfg.dnn_units, cfg.net_dropout, cfg.batch_norm)
-        self.head = nn.Linear(cfg.dnn_units[-1], 1)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """FuxiCTR's init: embeddings N(0, 1e-4) with zero padding rows, Linear xavier_normal, bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=1e-4)
-                if m.padding_idx is not None:
-                    with torch.no_grad():
-                        m.weight[m.padding_idx].zero_()
-            elif isinstance(m, nn.Linear):
-                nn.init.xavier_normal_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
-    def encode_items(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (...,) -> (..., 2 * embedding_dim + item_emb_dim)."""
-        ids = ids.long()
-        tags = self.item_tags[ids]  # (..., T)
-        tag_vec = self.tag_emb(tags)  # (..., T, d)
-        n = (tags > 0).sum(-1, keepdim=True).to(tag_vec.dtype)  # (..., 1)
-        tag_mean = tag_vec.sum(-2) / (n + 1e-12)  # (..., d) FuxiCTR MaskedAveragePooling
-        base = self.items(ids)  # (..., d + E)
-        d = self.cfg.embedding_dim
-        return torch.cat([base[..., :d], tag_mean, self.emb_proj(base[..., d:])], dim=-1)  # (..., 2d + E)
-
-    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False, packed: bool = True):
-        seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
-        real = seq > 0  # (B, L)
-        target = self.encode_items(item_id)  # (B, Di)
-        if packed:  # only the real slots: gather them, score them, scatter the weighted sum back
-            row = real.nonzero(as_tuple=True)[0]  # (P,) row of each real slot, row-major
-            pooled = self.attention.packed(target, self.encode_items(seq[real]), row)  # (B, Di)
-        else:
-            pooled = self.attention(target, self.encode_items(seq), real)  # (B, Di)
-        x = torch.cat([self.likes(likes_level.long()), self.views(views_level.long()), target, pooled],
-                      dim=-1)  # (B, 2d + 2Di)
-        logits = self.head(self.dnn(x)).squeeze(-1)  # (B,)
-        return (logits, logits.new_zeros(())) if with_aux else logits
-
-    def regularization_loss(self) -> torch.Tensor | float:
-        """FuxiCTR's L2 terms: embedding_regularizer/2 * ||E||^2 on embeddings, net_regularizer on the rest."""
-        total = 0.0
-        for m in self.modules():
-            for name, p in m.named_parameters(recurse=False):
-                if not p.requires_grad or name not in ("weight", "bias"):
-                    continue
-                lam = self.cfg.embedding_regularizer if isinstance(m, nn.Embedding) else self.cfg.net_regularizer
-                if lam:
-                    total = total + lam / 2 * p.pow(2).sum()
-        return total
-
-
 # ---------------------------------------------------------------------------------------------
-# Rebuilding from model_args.json
+# The model classes by name, and their rebuilding from model_args.json (the verifier's re-run calls
+# `task2.model.build_model` in the package's own code, so it stays here)
 
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "SASRecDCN": (SASRecDCN, SASRecDCNConfig),
@@ -606,51 +427,3 @@ def build_model(args: dict, item_emb: torch.Tensor | None = None, item_tags: tor
     if cls is DIN:
         return DIN(cfg, item_emb, item_tags)
     return cls(cfg, item_emb)
-
-
-def count_parameters(model: nn.Module) -> dict:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(b.numel() for b in model.buffers())
-    return {"trainable": int(trainable), "frozen_buffers": int(frozen)}
-
-
-def count_flops(model: nn.Module, args: tuple) -> tuple[int, int]:
-    """FLOPs of one batch `args` (item_seq, item_id, likes_level, views_level), counted by torch's
-    FlopCounterMode (2 per multiply-add; matmuls, attention and convolutions): the forward pass in eval
-    mode, and one training step (forward with the auxiliary loss, then backward). -> (forward, train).
-    The model's weights and mode are left as they were (its gradients are cleared)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    try:
-        model.eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(*args)
-        forward = counter.get_total_flops()
-        model.train()
-        with FlopCounterMode(display=False) as counter:
-            logits, aux = model(*args, with_aux=True)
-            (logits.sum() + aux).backward()
-        train = counter.get_total_flops()
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    return forward, train
-
-
-def flops_per_sample(model: nn.Module, history_length: int, batch: int = 4) -> dict:
-    """`count_flops` per sample on a synthetic batch whose histories hold `history_length` real items,
-    trimmed of padding as length-aware batches are."""
-    cfg = model.cfg
-    l = max(1, min(int(history_length), cfg.max_len))
-    seq = (torch.arange(l) % (cfg.n_items - 1) + 1).repeat(batch, 1)  # (batch, l), no padding
-    ones = torch.ones(batch, dtype=torch.long)
-    forward, train = count_flops(model, (seq, ones, ones, ones))
-    return {"forward_flops": forward / batch, "train_flops": train / batch, "history_length": l}
-
-
-__all__ = [
-    "SASRecDCNConfig", "DINConfig", "ItemEncoder", "EncoderBlock", "SequenceEncoder", "CrossNetV2", "MLP",
-    "SASRecDCN", "DINAttention", "DIN", "MODEL_CLASSES", "build_model", "model_args", "config_from_dict",
-    "count_parameters", "count_flops", "flops_per_sample",
-]

@@ -49,7 +49,9 @@ from harness.io import atomic_path, sha256_file, write_bytes_atomic, write_json_
 from harness.metrics import auc as roc_auc
 from harness.seeding import seed_everything, torch_generator
 from task2.data import iterate_batches, read_item_info, read_split, split_path
-from task2.model import DIN, MODEL_CLASSES, DINConfig, config_from_dict, model_args
+from task2.config import config_from_dict
+from task2.din import DINConfig
+from task2.model import MODEL_CLASSES, build_model, model_args
 from task2.predict import score_split
 
 
@@ -261,7 +263,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     use_amp = amp_dtype is not None
 
     # --- data ------------------------------------------------------------------------------------
-    model_cls, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
+    _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
     model_values = dict(cfg.model)
     emb_dim = model_values.get("item_emb_dim", model_cfg_cls().item_emb_dim)
     item_info_path = Path(item_info) if item_info is not None else split_path(data_dir, "item_info")
@@ -286,12 +288,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     if model_cfg_cls is DINConfig and model_values.setdefault("n_tags", items.n_tags) < items.n_tags:
         raise UserError(f"item_tags holds tag id {items.n_tags - 1}, beyond model.n_tags = "
                         f"{model_values['n_tags']}; drop n_tags from the config", path=item_info_path)
-    model_cfg = config_from_dict(model_cfg_cls, model_values)
-    if model_cls is DIN:
-        model = DIN(model_cfg, items.item_emb, items.item_tags)
-    else:
-        model = model_cls(model_cfg, items.item_emb)
-    model = model.to(device)
+    model = build_model({"model_class": cfg.model_class, "config": model_values}, items.item_emb,
+                        items.item_tags).to(device)
     if hasattr(model, "set_known_items"):  # cold start: items absent from train share one id vector
         model.set_known_items(train_split.item_id, train_split.item_seq)
     args = model_args(model)
@@ -330,7 +328,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     # --- loop ------------------------------------------------------------------------------------
     from tqdm import tqdm
 
-    max_len = model_cfg.max_len
+    max_len = raw_model.cfg.max_len
     n_batches = math.ceil(len(train_split) / cfg.batch_size)
     lr = cfg.learning_rate
     rows: list[dict] = []

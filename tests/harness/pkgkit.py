@@ -59,7 +59,8 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
     from harness.env import fingerprint
     from harness.io import sha256_file
     from task2.data import read_item_info
-    from task2.model import MODEL_CLASSES, config_from_dict, model_args
+    from task2.config import config_from_dict
+    from task2.model import MODEL_CLASSES, model_args
     from task2.predict import predict
     from task2.train import TrainConfig
 

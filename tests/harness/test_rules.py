@@ -523,7 +523,7 @@ def test_track1_baseline_matches_the_din_defaults():
     import dataclasses
 
     from harness.rules.model_rules import BASELINE_DIN, TRACK1_DATA_DERIVED, TRACK1_TUNABLE_MODEL
-    from task2.model import DINConfig
+    from task2.din import DINConfig
 
     defaults = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
                 for f in dataclasses.fields(DINConfig)}

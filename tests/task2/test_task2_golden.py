@@ -37,7 +37,8 @@ def _inputs():
 
 def compute() -> dict:
     """Logits of SASRecDCN (reference sizes, both poolings) and DIN (baseline sizes), seed 0, eval mode."""
-    from task2.model import DIN, DINConfig, SASRecDCN, SASRecDCNConfig
+    from task2.din import DIN, DINConfig
+    from task2.model import SASRecDCN, SASRecDCNConfig
 
     batch, table, tags = _inputs()
     out = {}
