@@ -5,10 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,17 +13,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    from harness.env import package_versions
+    """The machine a result was measured on: harness.env.fingerprint() (python, platform, machine, packages,
+    torch/CUDA/cuDNN/GPU/threads, git commit) plus what a timing also depends on: CPUs, memory, the date.
 
-    try:
-        import torch
+    The flat keys earlier results carry stay: `versions` (fingerprint's `packages`) and `gpu`."""
+    from harness.env import fingerprint
 
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        gpu = None
+    fp = fingerprint()
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
-            "memory_gib": round(mem_gib, 1), "gpu": gpu, "versions": package_versions(),
+    return {**{k: v for k, v in fp.items() if k != "packages"}, "versions": fp["packages"],
+            "gpu": fp["torch"]["gpu"], "cpus": os.cpu_count(), "memory_gib": round(mem_gib, 1),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 

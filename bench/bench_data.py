@@ -1,6 +1,6 @@
 """Time `harness synth` and `harness validate` at demo and full scale; wall time and peak memory.
 
-    python bench/bench_data.py [--scales demo full] [--workdir /tmp/mmctr-bench]
+    python bench/bench_data.py [--scales demo --scales full] [--workdir /tmp/mmctr-bench]
 
 Targets on 2 cores: synth --scale full under 10 minutes and 8 GB; validate of the full dataset under
 60 s and 6 GB. Writes bench/results/data.json.
@@ -8,26 +8,27 @@ Targets on 2 cores: synth --scale full under 10 minutes and 8 GB; validate of th
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, table, timed_child, write_results  # noqa: E402
+import click
+
+from _common import machine, table, timed_child, write_results
 
 TARGETS = {("synth", "full"): (600, 8.0), ("validate", "full"): (60, 6.0)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--scales", nargs="+", default=["demo", "full"])
-    ap.add_argument("--workdir", default="/tmp/mmctr-bench")
-    args = ap.parse_args()
-    work = Path(args.workdir)
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--scales", multiple=True, default=("demo", "full"), show_default=True,
+              help="Scale to generate and validate; repeat the option for several.")
+@click.option("--workdir", "work", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("/tmp/mmctr-bench"), show_default=True, help="Where the datasets are generated.")
+def main(scales: tuple[str, ...], work: Path) -> None:
+    """Time `harness synth` and `harness validate` per scale: wall time and peak memory."""
     work.mkdir(parents=True, exist_ok=True)
     rows = []
-    for scale in args.scales:
+    for scale in scales:
         out = work / scale
         if out.exists():
             shutil.rmtree(out)

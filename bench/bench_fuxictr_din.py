@@ -28,11 +28,9 @@ Without --data the demo dataset is generated with `harness.synth` (seed 0) under
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -366,47 +364,28 @@ def ours_row(path: Path) -> dict:
             "torch_threads": res["torch_threads"], "date": doc["date"], "data": doc.get("data")}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, help="dataset root (MicroLens_1M_x1/ and oracle/)")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/fx_demo"), help="where the demo data is generated")
-    ap.add_argument("--venv", type=Path, default=Path("/work/fuxictr-venv"), help="the fuxictr venv (made if missing)")
-    ap.add_argument("--epochs", type=int, default=10, help="max epochs (early stopping may end sooner)")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in parent and child")
-    ap.add_argument("--max-train-minutes", type=float,
-                    help="stop after the epoch that leaves too little time for another (default: no cap)")
-    ap.add_argument("--ours", type=Path, default=OURS_DEFAULT, help="our model's bench_task2 JSON")
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/fuxictr_din_run"))
-    ap.add_argument("--out", type=Path, help="JSON path (default bench/results/fuxictr_din_demo_<date>.json)")
-    ap.add_argument("--_child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-
-    if args._child:  # in the fuxictr venv
-        spec = json.loads(Path(args._child).read_text())
-        result = child(spec)
-        Path(spec["result"]).write_text(json.dumps(result, indent=2))
-        return
-
-    sys.path.insert(0, str(ROOT))
+def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: int, max_train_minutes: float | None,
+         ours_json: Path, workdir: Path, out: Path | None) -> None:
+    """The parent: make the venv and the data, train in the child, render the table, write the JSON."""
     import torch
 
-    from bench._common import table, timed_child
+    from _common import machine, table, timed_child
 
-    torch.set_num_threads(args.threads)
-    ours = ours_row(args.ours.resolve())
-    installed = ensure_venv(args.venv)
-    data = ensure_data(args.data, args.cache)
+    torch.set_num_threads(threads)
+    ours = ours_row(ours_json.resolve())
+    installed = ensure_venv(venv)
+    data = ensure_data(data_dir, cache)
     oracle = json.loads((data / "oracle" / "oracle.json").read_text())
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    spec = {"data": str(data.resolve()), "workdir": str(args.workdir.resolve()), "epochs": args.epochs,
-            "max_train_s": args.max_train_minutes * 60 if args.max_train_minutes else None, "threads": args.threads, "params": BASELINE, "result": str((args.workdir / "result.json").resolve())}
-    (args.workdir / "spec.json").write_text(json.dumps(spec, indent=2))
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = {"data": str(data.resolve()), "workdir": str(workdir.resolve()), "epochs": epochs,
+            "max_train_s": max_train_minutes * 60 if max_train_minutes else None, "threads": threads, "params": BASELINE, "result": str((workdir / "result.json").resolve())}
+    (workdir / "spec.json").write_text(json.dumps(spec, indent=2))
     Path(spec["result"]).unlink(missing_ok=True)
 
     load_start = list(os.getloadavg())
-    log(f"training FuxiCTR DIN in {args.venv} (threads {args.threads}, max {args.epochs} epochs)")
-    run = timed_child([str(args.venv / "bin" / "python"), str(Path(__file__).resolve()), "--_child",
-                       str(args.workdir / "spec.json")], env={"OMP_NUM_THREADS": str(args.threads)})
+    log(f"training FuxiCTR DIN in {venv} (threads {threads}, max {epochs} epochs)")
+    run = timed_child([str(venv / "bin" / "python"), str(Path(__file__).resolve()), "--_child",
+                       str(workdir / "spec.json")], env={"OMP_NUM_THREADS": str(threads)})
     if run["exit_code"] != 0 or not Path(spec["result"]).is_file():
         raise SystemExit(f"the FuxiCTR child failed (exit {run['exit_code']}); its log is above")
     fx = json.loads(Path(spec["result"]).read_text())
@@ -427,7 +406,7 @@ def main() -> None:
          "test_auc": f"{auc['test']['popularity']:.4f}"},
     ]
     print(table(rows, ["system", "valid_auc", "test_auc", "s/epoch", "vs ours", "best/run", "batch"]))
-    print(f"(s/epoch = training seconds per epoch, eval excluded; {args.threads} torch threads; "
+    print(f"(s/epoch = training seconds per epoch, eval excluded; {threads} torch threads; "
           f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end)")
 
     notes = [
@@ -455,29 +434,28 @@ def main() -> None:
         "so per-epoch AUCs are not a like-for-like convergence comparison.",
     ]
     if fx["stopped_by_time_cap"]:
-        notes.append(f"Stopped by --max-train-minutes {args.max_train_minutes} after {fx['epochs_run']} epoch(s), "
+        notes.append(f"Stopped by --max-train-minutes {max_train_minutes} after {fx['epochs_run']} epoch(s), "
                      "before early stopping: the AUCs are those of a baseline that has not converged (patience 3).")
     elif not fx["early_stopped"]:
-        notes.append(f"Stopped at the --epochs cap ({args.epochs}) without early stopping: the result is not converged "
+        notes.append(f"Stopped at the --epochs cap ({epochs}) without early stopping: the result is not converged "
                      "in the baseline's sense (patience 3).")
 
     date = dt.date.today().isoformat()
-    out = args.out or ROOT / "bench" / "results" / f"fuxictr_din_demo_{date}.json"
+    out = out or ROOT / "bench" / "results" / f"fuxictr_din_demo_{date}.json"
     doc = {
         "benchmark": "fuxictr_din",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.machine(),
-                    "load_average_at_start": load_start, "load_average_at_end": load_end},
+        "machine": machine(), "load_average_at_start": load_start, "load_average_at_end": load_end,
         "versions": {"parent": {"python": sys.version.split()[0], "torch": torch.__version__},
-                     "fuxictr_venv": {"path": str(args.venv), "python": fx["python"],
-                                      "install": ["python3 -m venv " + str(args.venv),
-                                                  f"{args.venv}/bin/python -m pip install " + " ".join(
+                     "fuxictr_venv": {"path": str(venv), "python": fx["python"],
+                                      "install": ["python3 -m venv " + str(venv),
+                                                  f"{venv}/bin/python -m pip install " + " ".join(
                                                       f'"{p}"' if "<" in p else p for p in VENV_INSTALL)],
                                       "installed_this_run": installed, "packages": fx["versions"]}},
         "data": {"path": str(data), "rows": fx["rows"], "scale": oracle.get("scale"), "seed": oracle.get("seed")},
-        "config": {"fuxictr": BASELINE, "max_epochs": args.epochs, "threads": args.threads,
-                   "max_train_minutes": args.max_train_minutes,
+        "config": {"fuxictr": BASELINE, "max_epochs": epochs, "threads": threads,
+                   "max_train_minutes": max_train_minutes,
                    "feature_map": fx["feature_map"], "trainable_parameters": fx["trainable_parameters"]},
         "fuxictr_din": {k: fx[k] for k in ("epochs", "epochs_run", "early_stopped", "stopped_by_time_cap", "best_epoch", "valid_auc",
                                            "valid_logloss", "test_auc", "seconds_per_epoch_train",
@@ -495,5 +473,45 @@ def main() -> None:
     log(f"wrote {out}")
 
 
+def child_main(spec_path: Path) -> None:
+    """The child: run in the fuxictr venv by the parent, which reads the result file it writes."""
+    spec = json.loads(spec_path.read_text())
+    result = child(spec)
+    Path(spec["result"]).write_text(json.dumps(result, indent=2))
+
+
+def cli():
+    """The command line. click is imported here, not at the top: the fuxictr venv that runs the child has none."""
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0])
+    @click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+                  help="Dataset root (MicroLens_1M_x1/ and oracle/) [default: the demo data, made under --cache].")
+    @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/fx_demo"),
+                  show_default=True, help="Where the demo data is generated.")
+    @click.option("--venv", type=click.Path(path_type=Path, file_okay=False), default=Path("/work/fuxictr-venv"),
+                  show_default=True, help="The fuxictr venv (made if missing).")
+    @click.option("--epochs", type=int, default=10, show_default=True,
+                  help="Max epochs (early stopping may end sooner).")
+    @click.option("--threads", type=int, default=2, show_default=True,
+                  help="torch.set_num_threads in parent and child.")
+    @click.option("--max-train-minutes", type=float,
+                  help="Stop after the epoch that leaves too little time for another [default: no cap].")
+    @click.option("--ours", "ours_json", type=click.Path(path_type=Path, dir_okay=False), default=OURS_DEFAULT,
+                  show_default=str(OURS_DEFAULT.relative_to(ROOT)),
+                  help="Our model's bench_task2 JSON.")
+    @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/fuxictr_din_run"),
+                  show_default=True)
+    @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+                  help="JSON path [default: bench/results/fuxictr_din_demo_<date>.json].")
+    def command(**options):
+        main(**options)
+
+    return command
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--_child":  # in the fuxictr venv (no click there)
+        child_main(Path(sys.argv[2]))
+    else:
+        cli()()

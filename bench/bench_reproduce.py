@@ -14,7 +14,6 @@ Target (issue 6): from the end of installation to the table in under 10 minutes 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_results  # noqa: E402
+import click
+
+from _common import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 600
@@ -37,18 +37,19 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[int, float]:
     return code, round(time.perf_counter() - t0, 1)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tag", default="demo")
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/mmctr-repro"))
-    ap.add_argument("--no-clone", action="store_true", help="run this checkout (its .venv) instead of a clone")
-    ap.add_argument("reproduce_args", nargs="*")
-    args = ap.parse_args()
-    work = args.workdir.resolve()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--tag", default="demo", show_default=True, help="Names the JSON: bench/results/reproduce_<tag>.json.")
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/mmctr-repro"),
+              show_default=True, help="Holds the clone, the run folder and the logs.")
+@click.option("--no-clone", is_flag=True, help="Run this checkout (its .venv) instead of a clone.")
+@click.argument("reproduce_args", nargs=-1, type=click.UNPROCESSED)
+def main(tag: str, workdir: Path, no_clone: bool, reproduce_args: tuple[str, ...]) -> None:
+    """A fresh clone, its set-up, then `./reproduce.sh REPRODUCE_ARGS`, timed (pass them after `--`)."""
+    work = workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     load_before = os.getloadavg()
-    if args.no_clone:
+    if no_clone:
         repo, setup = ROOT, {"skipped": "--no-clone: the existing .venv was used"}
     else:
         repo = work / "clone"
@@ -62,7 +63,7 @@ def main() -> None:
     run_dir = work / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    code, secs = timed(["bash", "./reproduce.sh", "--out", str(run_dir), *args.reproduce_args], repo,
+    code, secs = timed(["bash", "./reproduce.sh", "--out", str(run_dir), *reproduce_args], repo,
                        work / "reproduce.log")
     if code:
         sys.exit(f"error: ./reproduce.sh failed (exit {code}); see {work / 'reproduce.log'}")
@@ -71,8 +72,8 @@ def main() -> None:
         "benchmark": "reproduce",
         "command": "python bench/bench_reproduce.py " + " ".join(sys.argv[1:]),
         "commit": commit,
-        "fresh_clone": not args.no_clone,
-        "reproduce_args": args.reproduce_args,
+        "fresh_clone": not no_clone,
+        "reproduce_args": list(reproduce_args),
         "setup": setup,
         "reproduce_seconds": secs,
         "target_seconds": TARGET_S,
@@ -89,7 +90,7 @@ def main() -> None:
         print(f"{name:<18} valid {a['valid'] if a['valid'] is None else round(a['valid'], 4)}   "
               f"test {a['test'] if a['test'] is None else round(a['test'], 4)}")
     print("stages:", ", ".join(f"{k} {v} s" for k, v in result["timings_s"].items()))
-    print(f"wrote {write_results(f'reproduce_{args.tag}', doc)}")
+    print(f"wrote {write_results(f'reproduce_{tag}', doc)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Task 1 benchmark: extraction throughput and the embedding quality metric.
 
     python bench/bench_task1.py [--data DIR] [--workdir /tmp/mmctr-bench-task1] [--threads 2]
-                                [--workers 1] [--clip-sample 48] [--device cpu]
+                                [--workers 1] [--clip-sample 48] [--device cpu] [--skip PART]... [--fresh]
 
 1. Throughput of the offline profile (packaged EfficientNet-Lite0 at 224 px + all-MiniLM-L6-v2) over
    the whole `demo` dataset (3,000 covers and titles), through `task1.pipeline.run`.
@@ -17,7 +17,6 @@ Writes bench/results/task1_<device>.json (machine, versions, date) and prints th
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -25,10 +24,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-from _common import machine, table, write_results  # noqa: E402
+import click
+
+from _common import machine, table, write_results
 
 
 def ensure_demo(data: Path | None, work: Path) -> Path:
@@ -76,12 +74,10 @@ def big_models_throughput(data: Path, work: Path, sample: int, device: str, work
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, XLMRobertaConfig, XLMRobertaModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    sys.path.insert(0, str(ROOT / "tests" / "task1"))
-    from task1_testkit import tiny_xlmr_tokenizer
-
     from task1.data import read_items
     from task1.models import ImageEncoder, TextEncoder
     from task1.pipeline import CoverDataset, collate_covers
+    from task1.tiny_models import tiny_xlmr_tokenizer
 
     dev = torch.device(device)
     clip_dir, e5_dir = work / "random-clip-vit-l-14", work / "random-e5-base"
@@ -169,46 +165,50 @@ def quality_ablation(data: Path, out: Path, device: str) -> list[dict]:
     return rows, q["users"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=None, help="demo dataset (generated into --workdir if absent)")
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/mmctr-bench-task1"))
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--workers", type=int, default=1, help="DataLoader workers decoding covers")
-    ap.add_argument("--clip-sample", type=int, default=48, help="covers through the random CLIP-L/14")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--skip", nargs="*", default=[], choices=["offline", "big", "quality"])
-    ap.add_argument("--fresh", action="store_true", help="delete the offline caches first (re-time extraction)")
-    args = ap.parse_args()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False),
+              help="The demo dataset [default: generated into --workdir].")
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("/tmp/mmctr-bench-task1"), show_default=True)
+@click.option("--threads", type=int, default=os.cpu_count(), show_default=True, help="torch.set_num_threads.")
+@click.option("--workers", type=int, default=1, show_default=True, help="DataLoader workers decoding covers.")
+@click.option("--clip-sample", type=int, default=48, show_default=True, help="Covers through the random CLIP-L/14.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--skip", multiple=True, type=click.Choice(["offline", "big", "quality"]),
+              help="Leave out a part; repeat the option for several.")
+@click.option("--fresh", is_flag=True, help="Delete the offline caches first (re-time extraction).")
+def main(data: Path | None, workdir: Path, threads: int, workers: int, clip_sample: int, device: str,
+         skip: tuple[str, ...], fresh: bool) -> None:
+    """Task 1 extraction throughput (offline profile, random CLIP-L/14 and E5-base) and the quality metric."""
     import torch
 
-    torch.set_num_threads(args.threads)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    data = ensure_demo(args.data, args.workdir)
-    doc = {"machine": machine(), "threads": args.threads, "workers": args.workers, "device": args.device,
+    torch.set_num_threads(threads)
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = ensure_demo(data, workdir)
+    doc = {"machine": machine(), "threads": threads, "workers": workers, "device": device,
            "data": str(data), "command": "python bench/bench_task1.py " + " ".join(sys.argv[1:]),
            "load_average_at_start": os.getloadavg()}
     cols = ["what", "items", "seconds", "rate", "unit", "loader_wait_s", "encode_s"]
     throughput = []
-    out = args.workdir / "offline"
-    if "offline" not in args.skip:
-        res, out = offline_extraction(data, args.workdir, args.workers, args.device, args.fresh)
+    out = workdir / "offline"
+    if "offline" not in skip:
+        res, out = offline_extraction(data, workdir, workers, device, fresh)
         throughput += res["rows"]
         doc["offline_run_total_s"], doc["offline_from_cache"] = res["run_total_s"], res["cached"]
         doc["offline_default_quality"] = res["quality_default_run"]
         print(table(res["rows"], cols), flush=True)
-    if "big" not in args.skip:
-        rows = big_models_throughput(data, args.workdir, args.clip_sample, args.device, args.workers)
+    if "big" not in skip:
+        rows = big_models_throughput(data, workdir, clip_sample, device, workers)
         throughput += rows
         print(table(rows, cols), flush=True)
     doc["throughput"] = throughput
-    if "quality" not in args.skip:
-        rows, users = quality_ablation(data, out, args.device)
+    if "quality" not in skip:
+        rows, users = quality_ablation(data, out, device)
         doc["quality"] = {"metric": "next-item recall@K of held-out train clicks", "users": users, "rows": rows}
         print(f"\nquality on demo (offline profile, {users} held-out train clicks):")
         print(table(rows, ["embedding", "reducer", "recall@10", "recall@50", "mrr", "explained_var", "fit_s"]))
     doc["load_average_at_end"] = os.getloadavg()
-    path = write_results(f"task1_{args.device}", doc)
+    path = write_results(f"task1_{device}", doc)
     print(f"\nthroughput:\n{table(throughput, cols)}\nwrote {path}")
 
 
