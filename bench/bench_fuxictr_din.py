@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_INSTALL = ["torch==2.13.0", "fuxictr==2.3.7", "numpy<2", "pandas<3", "scikit-learn<1.5"]
 OURS_DEFAULT = ROOT / "bench" / "results" / "task2_demo_default_2026-11-25.json"
 
-# The official baseline (DIN_MicroLens_1M_x1 on FuxiCTR 2.3.7), as challenge.md and task2.model.DINConfig
+# The official baseline (DIN_MicroLens_1M_x1 on FuxiCTR 2.3.7), as challenge.md and task2.din.DINConfig
 # describe it. Keys are FuxiCTR's own parameter names.
 BASELINE = {
     "model": "DIN", "loss": "binary_crossentropy", "metrics": ["AUC", "logloss"],
@@ -352,33 +352,52 @@ def ensure_data(data: Path | None, cache: Path) -> Path:
     return cache
 
 
-def ours_row(path: Path) -> dict:
+def ours_row(path: Path, oracle: dict | None = None, model_class: str = "DIN") -> dict:
     if not path.is_file():
         raise SystemExit(f"{path}: our model's recorded result is missing (run bench/bench_task2.py or pass --ours)")
     doc = json.loads(path.read_text())
-    res = next((r for r in doc["results"] if r.get("variant") == "length_aware"), doc["results"][0])
+    if "rows" in doc:  # bench_task2's worlds JSON: our DIN (seed 0) on the data's world
+        world = (oracle or {}).get("world", {}).get("name") if isinstance((oracle or {}).get("world"), dict) \
+            else (oracle or {}).get("world")
+        res = next((r for r in doc["rows"] if r.get("model_class") == model_class and r.get("seed", 0) == 0
+                    and (world is None or r.get("world") == world)), None)
+        if res is None:
+            raise SystemExit(f"{path}: no {model_class} row (seed 0) for world {world!r}")
+        res = {**res, "config": res["train_config"]}
+    else:
+        res = next((r for r in doc["results"] if r.get("variant") == "length_aware"), doc["results"][0])
     return {"file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
             "model_class": res["model_class"], "valid_auc": res["valid_auc"], "test_auc": res["test_auc"],
             "seconds_per_epoch_train": res["seconds_per_epoch"], "best_epoch": res["best_epoch"],
             "epochs_run": res["epochs_run"], "batch_size": res["config"]["batch_size"],
-            "torch_threads": res["torch_threads"], "date": doc["date"], "data": doc.get("data")}
+            "torch_threads": res["torch_threads"], "date": doc["date"], "data": doc.get("data"),
+            "valid_auc_by_epoch": res.get("valid_auc_by_epoch"), "learning_rate": res["config"].get("learning_rate")}
 
 
 def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: int, max_train_minutes: float | None,
-         ours_json: Path, workdir: Path, out: Path | None) -> None:
+         ours_json: Path, fit_to_data: bool, workdir: Path, out: Path | None) -> None:
     """The parent: make the venv and the data, train in the child, render the table, write the JSON."""
     import torch
 
     from _common import machine, table, timed_child
 
     torch.set_num_threads(threads)
-    ours = ours_row(ours_json.resolve())
     installed = ensure_venv(venv)
     data = ensure_data(data_dir, cache)
     oracle = json.loads((data / "oracle" / "oracle.json").read_text())
+    ours = ours_row(ours_json.resolve(), oracle)
+    params = dict(BASELINE)
+    if fit_to_data:
+        import polars as pl
+
+        from task2.train import fit_din_tunables
+
+        n_train = pl.scan_parquet(data / "MicroLens_1M_x1" / "train.parquet").select(pl.len()).collect().item()
+        fit = fit_din_tunables(n_train)
+        params.update(batch_size=fit["batch_size"], learning_rate=fit["learning_rate"])
     workdir.mkdir(parents=True, exist_ok=True)
     spec = {"data": str(data.resolve()), "workdir": str(workdir.resolve()), "epochs": epochs,
-            "max_train_s": max_train_minutes * 60 if max_train_minutes else None, "threads": threads, "params": BASELINE, "result": str((workdir / "result.json").resolve())}
+            "max_train_s": max_train_minutes * 60 if max_train_minutes else None, "threads": threads, "params": params, "result": str((workdir / "result.json").resolve())}
     (workdir / "spec.json").write_text(json.dumps(spec, indent=2))
     Path(spec["result"]).unlink(missing_ok=True)
 
@@ -394,9 +413,9 @@ def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: i
     auc = oracle["auc"]
     ratio = fx["seconds_per_epoch_train"] / ours["seconds_per_epoch_train"]
     rows = [
-        {"system": "FuxiCTR 2.3.7 DIN (official config)", "valid_auc": f"{fx['valid_auc']:.4f}",
+        {"system": "FuxiCTR 2.3.7 DIN (" + ("fitted batch/lr" if fit_to_data else "official config") + ")", "valid_auc": f"{fx['valid_auc']:.4f}",
          "test_auc": f"{fx['test_auc']:.4f}", "s/epoch": f"{fx['seconds_per_epoch_train']:.1f}",
-         "vs ours": f"{ratio:.2f}x", "best/run": f"{fx['best_epoch']}/{fx['epochs_run']}", "batch": BASELINE["batch_size"]},
+         "vs ours": f"{ratio:.2f}x", "best/run": f"{fx['best_epoch']}/{fx['epochs_run']}", "batch": params["batch_size"]},
         {"system": f"ours: {ours['model_class']} ({ours['date'][:10]})", "valid_auc": f"{ours['valid_auc']:.4f}",
          "test_auc": f"{ours['test_auc']:.4f}", "s/epoch": f"{ours['seconds_per_epoch_train']:.1f}", "vs ours": "1.00x",
          "best/run": f"{ours['best_epoch']}/{ours['epochs_run']}", "batch": ours["batch_size"]},
@@ -419,9 +438,9 @@ def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: i
         "Feature map built by FuxiCTR's FeatureProcessor + build_dataset with rebuild_dataset=False, as the baseline does; "
         f"vocab sizes are the demo data's (item_id {fx['vocab']['item_id']}, item_tags {fx['vocab']['item_tags']}) "
         "instead of 91718 / 11740.",
-        "attention_hidden_activations=ReLU as in the emb-64 baseline config we found and in task2.model.DINAttention; "
+        "attention_hidden_activations=ReLU as in the emb-64 baseline config we found and in task2.din.DINAttention; "
         "one public fork of the baseline config has Dice. embedding_regularizer 1e-6 and net_dropout 0.1 are the values "
-        "task2.model.DINConfig records for the baseline (the baseline's tuner space was 1e-6/1e-7 and 0.1/0.2).",
+        "task2.din.DINConfig records for the baseline (the baseline's tuner space was 1e-6/1e-7 and 0.1/0.2).",
         "reduce_lr_on_plateau is BaseModel's default True (lr x0.1 after each epoch without a new best); "
         "task2.train.DIN_BASELINE_TRAIN models the same (lr_decay 0.1, min_learning_rate 1e-6) since 714a34e.",
         "Venv pins numpy<2 (BaseModel.fit uses np.Inf, gone in numpy 2) and so pandas<3, and scikit-learn<1.5 "
@@ -429,9 +448,12 @@ def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: i
         "(FeatureProcessor.read_data's pl.col().apply is gone in polars>=1, but rebuild_dataset=False never calls it).",
         "CPU only, float32; FuxiCTR's seed_everything sets only cudnn.deterministic (no deterministic algorithms).",
         "torch 2.13 torch.load defaults to weights_only=True; BaseModel.load_weights loads a plain state_dict, which works.",
-        "Ours trained 3 epochs at batch 512 with its own schedule; FuxiCTR DIN at batch 8192 takes "
-        f"{-(-fx['rows']['train'] // BASELINE['batch_size'])} optimizer steps per epoch on this data, "
-        "so per-epoch AUCs are not a like-for-like convergence comparison.",
+        f"Ours ({ours['model_class']}) trained {ours['epochs_run']} epochs at batch {ours['batch_size']}; FuxiCTR DIN "
+        f"at batch {params['batch_size']} takes {-(-fx['rows']['train'] // params['batch_size'])} optimizer steps "
+        "per epoch on this data"
+        + (", the same schedule as ours, so per-epoch AUCs compare like for like."
+           if ours["model_class"] == "DIN" and ours["batch_size"] == params["batch_size"]
+           else ", so per-epoch AUCs are not a like-for-like convergence comparison."),
     ]
     if fx["stopped_by_time_cap"]:
         notes.append(f"Stopped by --max-train-minutes {max_train_minutes} after {fx['epochs_run']} epoch(s), "
@@ -454,7 +476,7 @@ def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: i
                                                       f'"{p}"' if "<" in p else p for p in VENV_INSTALL)],
                                       "installed_this_run": installed, "packages": fx["versions"]}},
         "data": {"path": str(data), "rows": fx["rows"], "scale": oracle.get("scale"), "seed": oracle.get("seed")},
-        "config": {"fuxictr": BASELINE, "max_epochs": epochs, "threads": threads,
+        "config": {"fuxictr": params, "fit_to_data": fit_to_data, "max_epochs": epochs, "threads": threads,
                    "max_train_minutes": max_train_minutes,
                    "feature_map": fx["feature_map"], "trainable_parameters": fx["trainable_parameters"]},
         "fuxictr_din": {k: fx[k] for k in ("epochs", "epochs_run", "early_stopped", "stopped_by_time_cap", "best_epoch", "valid_auc",
@@ -499,7 +521,10 @@ def cli():
                   help="Stop after the epoch that leaves too little time for another [default: no cap].")
     @click.option("--ours", "ours_json", type=click.Path(path_type=Path, dir_okay=False), default=OURS_DEFAULT,
                   show_default=str(OURS_DEFAULT.relative_to(ROOT)),
-                  help="Our model's bench_task2 JSON.")
+                  help="Our model's bench_task2 JSON (a worlds JSON: its DIN row for the data's world).")
+    @click.option("--fit-to-data", is_flag=True,
+                  help="batch_size and learning_rate from task2.train.fit_din_tunables for the train rows (what the "
+                       "harness's Track 1 DIN uses) instead of the official 8192 / 1e-3.")
     @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/fuxictr_din_run"),
                   show_default=True)
     @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
