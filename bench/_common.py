@@ -13,11 +13,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    """The machine a result was measured on: harness.env.fingerprint() (python, platform, machine, packages,
+    """The machine a result was measured on: core.env.fingerprint() (python, platform, machine, packages,
     torch/CUDA/cuDNN/GPU/threads, git commit) plus what a timing also depends on: CPUs, memory, the date.
 
     The flat keys earlier results carry stay: `versions` (fingerprint's `packages`) and `gpu`."""
-    from harness.env import fingerprint
+    from core.env import fingerprint
 
     fp = fingerprint()
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30

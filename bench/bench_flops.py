@@ -35,7 +35,7 @@ def main(out: Path) -> None:
     """Print and write the FLOPs per sample of each Task 2 model."""
     import torch
 
-    from harness.io import write_json_atomic
+    from core.io import write_json_atomic
     from flops import count_parameters, flops_per_sample
     from task2.model import build_model
 

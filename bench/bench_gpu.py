@@ -113,7 +113,7 @@ def train_steps(split, item_emb, device, amp_dtype, steps: int, warmup: int, bat
     import torch
     import torch.nn.functional as F
 
-    from harness.seeding import torch_generator
+    from core.seeding import torch_generator
     from task2.data import iterate_batches
 
     model, cfg = build_model(item_emb.shape[0], item_emb, model_overrides, device, seed)
@@ -180,7 +180,7 @@ def known_items_peak(split, item_emb, device, model_overrides) -> dict:
 def determinism(split, item_emb, device, amp_dtype, steps: int, batch_size: int, model_overrides: dict) -> dict:
     import torch
 
-    from harness.seeding import seed_everything
+    from core.seeding import seed_everything
 
     states = []
     for _ in range(2):
@@ -256,7 +256,7 @@ def main(dry_run, data, emulate_gib, steps, warmup, det_steps, clip_batches, out
     """Task 2 (fp16 + GradScaler, bf16 where native), determinism and CLIP ViT-L/14 covers/s under a T4's memory."""
     import torch
 
-    from harness.seeding import seed_everything
+    from core.seeding import seed_everything
 
     t_start = time.perf_counter()
     seeding = seed_everything(0, deterministic=True)  # what harness train runs with (TrainConfig.deterministic)

@@ -66,7 +66,7 @@ def preflight_runs(data: Path, out: Path, env: dict, repeat: int) -> list:
 
 def stamp_pass(data: Path, run_dir: Path) -> dict:
     """Every stage's stamp for a Track 3 run on `data`: cold cache, warm cache, and every byte hashed."""
-    from harness.io import sha256_file
+    from core.io import sha256_file
     from harness.pipeline import Runner, build_stages, resolve_options
     from harness.stamps import HashCache
 

@@ -82,7 +82,7 @@ def child(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(int(spec["threads"]))
-    from harness.metrics import auc
+    from core.metrics import auc
     from task2.data import read_item_info, read_split, split_path
     from task2.model import build_model
     from task2.predict import predict
@@ -220,7 +220,7 @@ def row_key(r: dict) -> tuple:
 
 def merge(out: Path, files: tuple[Path, ...]) -> None:
     """Fold the rows, worlds and commands of `files` into `out` (a row of `out` wins over an equal key)."""
-    from harness.io import write_json_atomic
+    from core.io import write_json_atomic
 
     docs = [json.loads(p.read_text()) for p in files]
     base = json.loads(out.read_text()) if out.is_file() else dict(docs[0], rows=[], commands=[], worlds={})
@@ -330,7 +330,7 @@ def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs
             "rows": sorted(rows.values(), key=lambda r: (r["world"], r["config"], r["data_seed"], r["seed"])),
         }
         doc["summary"] = summarise(doc["rows"])
-        from harness.io import write_json_atomic
+        from core.io import write_json_atomic
 
         write_json_atomic(out, doc)
         msg = res.get("error") or (f"valid {res['valid_auc']:.4f} test {res['test_auc']:.4f}, best epoch "

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import click
 
-from harness.errors import UserError
+from core.challenge import DATASET_DIR
+from core.errors import UserError
 
 MAX_LEADERBOARD_BYTES = 16 * 1024 * 1024
 MAX_TEAMS = 10_000
@@ -171,7 +172,7 @@ def render_markdown(rows: list[dict], meta: dict) -> str:
 
 
 def write_tables(out: Path, rows: list[dict], meta: dict) -> None:
-    from harness.io import write_json_atomic, write_text_atomic
+    from core.io import write_json_atomic, write_text_atomic
 
     write_text_atomic(out / "audit.md", render_markdown(rows, meta))
     fields = ["rank", "team", "package", "claimed_score", "verify", "rerun", "reproduced_score", "score_diff",
@@ -192,7 +193,7 @@ def write_tables(out: Path, rows: list[dict], meta: dict) -> None:
 
 def _run_worker(spec: dict, spec_path: Path, log_path: Path, timeout: float) -> dict:
     """One team's verify in a worker process group, killed at `timeout`."""
-    from harness.io import write_json_atomic
+    from core.io import write_json_atomic
 
     write_json_atomic(spec_path, spec)
     result_path = Path(spec["result"])
@@ -236,7 +237,7 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
         if not truth.is_file():
             raise UserError("ground truth not found", path=truth)
         rt = truth.resolve()
-        if rt.is_relative_to((data / "MicroLens_1M_x1").resolve()) or rt.is_relative_to(submissions.resolve()):
+        if rt.is_relative_to((data / DATASET_DIR).resolve()) or rt.is_relative_to(submissions.resolve()):
             raise UserError("the ground truth lies where the packages' code can read it (the data's split folder "
                             "or the submissions); keep it elsewhere", path=truth)
     if rerun is not None and sandbox and not probe().available:
@@ -279,7 +280,7 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
                 result = _run_worker(spec, out / "work" / f"{slug}.spec.json", out / "logs" / f"{slug}.log",
                                      timeout * (2 if rerun == "full" else 1) + 120)
             result["key"] = key
-            from harness.io import write_json_atomic
+            from core.io import write_json_atomic
 
             write_json_atomic(cached_path, result)
             log(f"[{i}/{len(entries)}] {entry.team}: {result.get('verify')}; re-run: {result.get('rerun')} "
@@ -341,7 +342,7 @@ def worker(spec: dict) -> dict:
 
 
 def worker_main(argv: list[str]) -> int:
-    from harness.io import write_json_atomic
+    from core.io import write_json_atomic
     from harness.verify import guard_import_path
 
     guard_import_path()

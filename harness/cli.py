@@ -7,11 +7,10 @@ stdout carries results (JSON alone under `--json`); logs and progress go to stde
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
-from harness.errors import UserError
+from core.cli import run_click
 
 # name -> "module:attribute" of a click command. Each package owns its commands.
 COMMANDS = {
@@ -48,26 +47,6 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="mmctr-harness", prog_name="harness")
 def cli():
     """Submission harness for the WWW 2025 MMCTR challenge (MicroLens-1M)."""
-
-
-def run_click(command: click.Command, args=None, prog_name: str | None = None) -> None:
-    """Run a click command; a UserError becomes one line on stderr and its exit code."""
-    try:
-        rc = command.main(args=args, prog_name=prog_name, standalone_mode=False)
-    except UserError as e:
-        click.echo(e.one_line(), err=True)
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
-    except click.UsageError as e:
-        hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        click.echo(f"error: {' '.join(e.format_message().split())}{hint}", err=True)
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        click.echo(f"error: {' '.join(e.format_message().split())}", err=True)
-        sys.exit(e.exit_code)
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 def main(args=None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import UserError, exit_code_for
+from core.errors import UserError, exit_code_for
 from harness.worlds import DEFAULT_WORLD, WORLDS
 
 
@@ -93,7 +93,7 @@ def score_cmd(prediction: Path, truth: Path, as_json: bool) -> int:
 @click.command("fingerprint")
 def fingerprint_cmd() -> int:
     """Print the environment fingerprint (Python, packages, torch/CUDA/cuDNN, GPU, git) as JSON."""
-    from harness.env import fingerprint
+    from core.env import fingerprint
 
     _echo_json(fingerprint())
     return 0

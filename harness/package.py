@@ -7,7 +7,7 @@ RUN_DIR holds what the pipeline wrote:
     RUN_DIR/prediction/   `harness predict --out`: prediction.csv, prediction.zip, predict.json
 
 The package (layout in harness/rules/context.py) gets the upload, the Task 1 outputs (not the feature
-cache), the Task 2 checkpoint and records, the code (task1/, task2/, harness/, scripts/, pyproject.toml,
+cache), the Task 2 checkpoint and records, the code (task1/, task2/, core/, harness/, scripts/, pyproject.toml,
 requirements.lock, run_tests.sh, from the project root, without caches), the configs the reproduce
 commands pass, a generated reproduce.sh and REPRODUCE.md with the exact commands, a LICENSE, and
 MANIFEST.json (every file's sha256, size and role; input data hashes; environment fingerprint; seeds
@@ -31,11 +31,11 @@ from pathlib import Path
 
 import click
 
-from harness.errors import UserError
-from harness.io import sha256_file
+from core.errors import UserError
+from core.io import sha256_file
+from harness.rules.context import CODE_DIRS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CODE_DIRS = ("task1", "task2", "harness", "scripts")
 CODE_FILES = ("pyproject.toml", "requirements.lock", "run_tests.sh")
 SKIP_NAMES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints")
 TASK2_ROLES = {"model.safetensors": "task2_checkpoint", "model_args.json": "task2_args", "config.json": "config",
@@ -259,7 +259,7 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
                   holder: str = "the authors of this submission", code_root=None, overwrite: bool = False,
                   log=None):
     """Build, verify and publish the package; return the verify report (published only when it passes)."""
-    from harness.env import fingerprint
+    from core.env import fingerprint
     from harness.verify import verify_package
 
     log = log or (lambda msg: None)
@@ -325,7 +325,7 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
         for d in CODE_DIRS:
             if (code_root / d).is_dir():
                 log(f"code: {d}/ ({b.copy_tree(code_root / d, d)} files)")
-            elif d in ("task2", "harness") or (d == "task1" and track in (1, 3)):
+            elif d in ("task2", "core", "harness") or (d == "task1" and track in (1, 3)):
                 raise UserError(f"{d}/ not found in the code root; the package must hold the code", path=code_root)
         for name in CODE_FILES:
             if (code_root / name).is_file():
@@ -372,8 +372,9 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
 
 
 def _manifest(track, run_doc, predict_doc, task1_doc, args_doc, expected, steps, code_root) -> dict:
-    from harness.env import git_state
-    from harness.rules.context import FORMAT, TRACK_COLUMNS
+    from core.env import git_state
+    from core.challenge import TRACK_COLUMNS
+    from harness.rules.context import FORMAT
 
     inputs = run_doc.get("inputs") if isinstance(run_doc.get("inputs"), dict) else {}
     data = {}

@@ -28,13 +28,12 @@ from pathlib import Path
 
 import click
 
-from harness.errors import UserError
-from harness.io import write_json_atomic
+from core.challenge import DATASET_DIR, TRACK_COLUMNS
+from core.errors import UserError
+from core.io import write_json_atomic
 from harness.stamps import HashCache, digest
 from harness.worlds import DEFAULT_WORLD, WORLDS
 
-X1 = "MicroLens_1M_x1"
-TRACK_COLUMN = {"1": "Task1", "2": "Task2", "3": "Task1&2"}
 ROOT = Path(__file__).resolve().parent.parent
 # --hardware t4: a 16 GB T4 with CLIP ViT-L/14 in fp16 and the default Task 2 model. gpu_memory_gib: what
 # the preflight asks of a CUDA device (a 16 GB T4 reports 14.6 GiB; the cpu profile's batches need less)
@@ -137,7 +136,7 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
              "submission": run / "submission"}
     stages = []
     strict = ["--strict"] if o.get("strict") else []
-    every_file = [data / X1, data / "item_feature.parquet", data / "item_images", data / "item_emb.parquet",
+    every_file = [data / DATASET_DIR, data / "item_feature.parquet", data / "item_images", data / "item_emb.parquet",
                   data / "item_seq.parquet"]
     if o["data"] is None:
         stages.append(Stage("synth", harness_cmd("synth", data, "--scale", o["scale"], "--world", o["world"],
@@ -147,12 +146,12 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
                         every_file, []))
 
     if track == "2":  # Task 2 only: the provided embeddings, byte for byte
-        item_info = data / X1 / "item_info.parquet"
+        item_info = data / DATASET_DIR / "item_info.parquet"
     else:
         cmd = harness_cmd("embed", "--data", data, "--out", paths["task1"], "--profile", o["profile"],
                           "--seed", seed, "--device", o["device"], *strict)
-        reads = [data / "item_feature.parquet", data / "item_images", data / X1 / "train.parquet",
-                 data / X1 / "item_info.parquet"]  # titles and tags, covers, histories, the official item_tags
+        reads = [data / "item_feature.parquet", data / "item_images", data / DATASET_DIR / "train.parquet",
+                 data / DATASET_DIR / "item_info.parquet"]  # titles and tags, covers, histories, the official item_tags
         inputs = with_config(cmd, reads, task1_overrides(o), run / "configs" / "task1.json")
         stages.append(Stage("embed", cmd, inputs, [paths["task1"] / "item_info.parquet"]))
         item_info = paths["task1"] / "item_info.parquet"
@@ -162,14 +161,14 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
                       "--device", o["device"], "--overwrite")
     if track == "1":
         cmd += ["--model", "DIN"]
-    train_inputs = with_config(cmd, [data / X1 / "train.parquet", data / X1 / "valid.parquet", item_info],
+    train_inputs = with_config(cmd, [data / DATASET_DIR / "train.parquet", data / DATASET_DIR / "valid.parquet", item_info],
                                dict(HARDWARE[o["hardware"]]["task2"]), run / "configs" / "task2.json")
     if o["epochs"]:
         cmd += ["--epochs", str(o["epochs"])]
     stages.append(Stage("train", cmd, train_inputs, [paths["task2"] / "model.safetensors"]))
     stages.append(Stage("predict", harness_cmd("predict", "--run", paths["task2"], "--data", data, "--out",
                                                paths["prediction"], "--track", track, "--device", o["device"]),
-                        [data / X1 / "test.parquet", paths["task2"] / "model.safetensors"],
+                        [data / DATASET_DIR / "test.parquet", paths["task2"] / "model.safetensors"],
                         [paths["prediction"] / "prediction.csv"]))
     # RUN_DIR/submission is the pipeline's own output: a re-run after an upstream change replaces it
     # (harness package builds beside it and swaps only a package that verifies)
@@ -189,7 +188,7 @@ def summarize(o: dict, paths: dict, runner: Runner) -> dict:
     track = o["track"]
     run_json = paths["task2"] / "run.json"
     ours_valid = json.loads(run_json.read_text()).get("best_valid_auc") if run_json.is_file() else None
-    result = {"track": track, "column": TRACK_COLUMN[track], "timings_s": runner.timings,
+    result = {"track": track, "column": TRACK_COLUMNS[int(track)], "timings_s": runner.timings,
               "status": runner.status, "submission": str(paths["submission"]),
               "auc": {"ours": {"valid": ours_valid, "test": None}}}
     oracle = paths["data"] / "oracle" / "oracle.json"
@@ -197,7 +196,7 @@ def summarize(o: dict, paths: dict, runner: Runner) -> dict:
         doc = json.loads(oracle.read_text())
         result["world"] = {"name": doc.get("world"), "summary": doc.get("world_summary"), "scale": doc.get("scale")}
         s = score(paths["prediction"] / "prediction.csv", paths["data"] / "oracle" / "ground_truth.csv")
-        result["auc"]["ours"]["test"] = s["scores"][f"AUC_{TRACK_COLUMN[track]}"]
+        result["auc"]["ours"]["test"] = s["scores"][f"AUC_{TRACK_COLUMNS[int(track)]}"]
         for name in ("oracle", "oracle_item_only", "popularity", "random"):
             result["auc"][name] = {split: doc["auc"][split][name] for split in ("valid", "test")}
     return result
@@ -300,7 +299,7 @@ def resolve_options(run_dir, data, scale, world, seed, device, track, hardware, 
         data = data.resolve()
         if not data.is_dir():
             raise UserError("no such data folder; pass the MicroLens_1M_MMCTR folder that holds "
-                            f"{X1}/ and item_feature.parquet", path=data)
+                            f"{DATASET_DIR}/ and item_feature.parquet", path=data)
     default_dir = "real" if data else scale if world == DEFAULT_WORLD else f"{scale}-{world}"
     run_dir = (run_dir or ROOT / "runs" / default_dir).resolve()
     if device == "auto":
@@ -380,7 +379,7 @@ def preflight_cmd(as_json: bool, **kwargs) -> int:
 
 
 def main() -> None:
-    from harness.cli import run_click
+    from core.cli import run_click
 
     run_click(reproduce, prog_name="reproduce.sh")
 

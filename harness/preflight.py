@@ -9,7 +9,7 @@ be known up front is checked up front:
   file's footer is readable and has the official columns and dtypes (an empty frame with the footer's
   schema goes through the same pandera contract as `harness validate`); row counts agree (item_info
   holds N + 1 rows, item_feature and item_emb N); the cover folder is listed once (names and sizes)
-  and judged by the one cover policy (harness/covers.py). The full validate still runs as a stage;
+  and judged by the one cover policy (core/covers.py). The full validate still runs as a stage;
 - known data: when the row counts are the official release's, the sha256 of train.parquet and
   item_feature.parquet against the published values (docs/challenge.md, section 1); a mismatch is a
   warning that names the file, and the result goes into results.json;
@@ -37,15 +37,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.errors import EXIT_FINDINGS, EXIT_USAGE
+from core.challenge import DATASET_DIR
+from core.errors import EXIT_FINDINGS, EXIT_USAGE
 
-X1 = "MicroLens_1M_x1"
 # the official release's row counts (docs/challenge.md, section 1)
-OFFICIAL_ROWS = {f"{X1}/train.parquet": 3_600_000, f"{X1}/valid.parquet": 10_000, f"{X1}/test.parquet": 379_142,
-                 f"{X1}/item_info.parquet": 91_718, "item_feature.parquet": 91_717}
+OFFICIAL_ROWS = {f"{DATASET_DIR}/train.parquet": 3_600_000, f"{DATASET_DIR}/valid.parquet": 10_000, f"{DATASET_DIR}/test.parquet": 379_142,
+                 f"{DATASET_DIR}/item_info.parquet": 91_718, "item_feature.parquet": 91_717}
 # the sha256 values the organizers published (docs/challenge.md, section 1)
 PUBLISHED_SHA256 = {
-    f"{X1}/train.parquet": "182fba831484d931e3943557cdd1b791861b2f921d0a7ff66bb34d492be7d5b1",
+    f"{DATASET_DIR}/train.parquet": "182fba831484d931e3943557cdd1b791861b2f921d0a7ff66bb34d492be7d5b1",
     "item_feature.parquet": "a63d8cbe090a79ee18bdb51a4146a4205339cb4b3b81bcae26035c17a322fc65",
 }
 SYNTH_BYTES = {"tiny": 5e6, "demo": 38e6, "full": 1.15e9}  # `harness synth` output, measured (seed 0)
@@ -165,8 +165,8 @@ def _footer(path: Path) -> tuple[int, dict]:
 def check_data(o: dict, report: Report, hashes) -> None:
     import polars as pl
 
-    from harness.covers import cover_findings, scan_covers
-    from harness.schemas import validate_frame
+    from core.covers import cover_findings, scan_covers
+    from core.schemas import validate_frame
     from harness.validate import DATA_FILES, IMAGES, required_files
 
     data = o["data"]
@@ -194,7 +194,7 @@ def check_data(o: dict, report: Report, hashes) -> None:
             report.fail("data", f"[{f.id}] {f.message}; the official file has the columns and dtypes of "
                         "docs/challenge.md section 1", path)
     report.facts["rows"] = rows
-    info, feat = rows.get(f"{X1}/item_info.parquet"), rows.get("item_feature.parquet")
+    info, feat = rows.get(f"{DATASET_DIR}/item_info.parquet"), rows.get("item_feature.parquet")
     n_items = info - 1 if info else feat
     report.facts["n_items"] = n_items
     for rel in ("item_feature.parquet", "item_emb.parquet"):
@@ -284,7 +284,7 @@ def _embedding_dim(spec: str, source: str, location, role: str) -> int:
 
 def check_models(o: dict, report: Report, task1_overrides: dict) -> list[dict]:
     """Each Task 1 model resolvable and openly licensed; returns what the disk estimate needs."""
-    from harness.errors import UserError
+    from core.errors import UserError
     from harness.rules.licenses import KNOWN_MODEL_LICENSES, OPEN_LICENSES, spdx_of
     from task1.config import make_config
     from task1.models import hub_offline, hub_reachable, model_license, resolve
@@ -391,7 +391,7 @@ def estimate_bytes(o: dict, report: Report, models: list) -> dict:
         parts["generated data"] = SYNTH_BYTES[o["scale"]]
     else:
         n_items = report.facts.get("n_items") or 91_717
-        test_rows = (report.facts.get("rows") or {}).get(f"{X1}/test.parquet", 379_142)
+        test_rows = (report.facts.get("rows") or {}).get(f"{DATASET_DIR}/test.parquet", 379_142)
     if o["track"] != "2":
         per_item = sum(4 * m.get("dim", 1024) + 33 for m in models)  # float32 embedding, status, cover sha
         parts["task1 caches"] = n_items * per_item

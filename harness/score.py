@@ -10,9 +10,10 @@ from pathlib import Path
 
 import polars as pl
 
-from harness.errors import UserError, exit_code_for
-from harness.metrics import auc
-from harness.schemas import TRACK_COLUMNS, validate_frame
+from core.challenge import SCORE_COLUMNS
+from core.errors import UserError, exit_code_for
+from core.metrics import auc
+from core.schemas import validate_frame
 from harness.validate import check_prediction_ids, read_table
 
 
@@ -34,7 +35,7 @@ def score(prediction: str | Path, truth: str | Path) -> dict:
     findings += check_prediction_ids(pred, gt, str(prediction), str(truth))
     scores = {}
     ok = exit_code_for(findings) == 0
-    for col in TRACK_COLUMNS:
+    for col in SCORE_COLUMNS:
         value = 0.0
         if ok and col in pred.columns:
             value = auc(gt["label"].to_numpy(), pred[col].to_numpy())

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.io import sha256_file, write_json_atomic
+from core.io import sha256_file, write_json_atomic
 
 MANY_FILES = 256
 

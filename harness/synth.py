@@ -23,13 +23,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from harness.errors import UserError
-from harness.io import write_json_atomic, write_parquet_atomic
-from harness.worlds import (DEFAULT_WORLD, SCALES, SEQ_LEN, WORLDS, Split, SynthConfig, World, WorldConfig,
+from core.challenge import DATASET_DIR, HISTORY_LEN, TAGS_LEN
+from core.errors import UserError
+from core.io import write_json_atomic, write_parquet_atomic
+from harness.worlds import (DEFAULT_WORLD, SCALES, WORLDS, Split, SynthConfig, World, WorldConfig,
                             history_lengths, history_marginal, make_histories, make_split, make_world,
                             oracle_proba)
 
-TAGS_LEN = 5
 LEVELS = 10
 # one generator per purpose, spawned from the seed in this order (an index never changes meaning)
 STREAMS = ("world", "users", "train", "valid", "test", "content", "embeddings", "covers", "appeal")
@@ -196,7 +196,7 @@ def _array_column(name: str, values: np.ndarray, dtype) -> pl.Series:
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from harness.metrics import auc
+    from core.metrics import auc
 
     return auc(labels, scores)
 
@@ -284,7 +284,7 @@ def generate(out_dir: str | Path, scale: str = "demo", seed: int = 0, overwrite:
     tmp = out_dir.parent / f".{out_dir.name}.synth-tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    (tmp / "MicroLens_1M_x1").mkdir(parents=True)
+    (tmp / DATASET_DIR).mkdir(parents=True)
     (tmp / "item_images").mkdir()
     (tmp / "oracle").mkdir()
     try:
@@ -323,7 +323,7 @@ def _write_all(sim: Simulation, root: Path, log, scale: str, seed: int) -> dict:
     timings["content"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
-    x1 = root / "MicroLens_1M_x1"
+    x1 = root / DATASET_DIR
     lik = np.concatenate([[0], likes_level])
     vie = np.concatenate([[0], views_level])
 

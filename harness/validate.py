@@ -2,7 +2,7 @@
 
 Cross-file facts checked on a data root: item ids within the vocabulary that item_info defines, the
 item files listing exactly items 1..N, one cover image per item (missing or unreadable covers follow
-harness/covers.py: warnings up to 1 % of the items, errors beyond or with `strict`). A prediction file
+core/covers.py: warnings up to 1 % of the items, errors beyond or with `strict`). A prediction file
 is checked against the test IDs when a test file is given.
 
 `require_all` makes an absent file an error when a pipeline stage reads it (`required_files`): the
@@ -17,17 +17,17 @@ from pathlib import Path
 
 import polars as pl
 
-from harness.covers import cover_findings, scan_covers
-from harness.errors import Finding, UserError, error, warning
-from harness.schemas import TRACK_COLUMNS, validate_frame
+from core.challenge import DATASET_DIR, SCORE_COLUMNS
+from core.covers import cover_findings, scan_covers
+from core.errors import Finding, UserError, error, warning
+from core.schemas import validate_frame
 
-X1 = "MicroLens_1M_x1"
 # relative path -> kind, in the order a report lists them
 DATA_FILES = {
-    f"{X1}/train.parquet": "train",
-    f"{X1}/valid.parquet": "valid",
-    f"{X1}/test.parquet": "test",
-    f"{X1}/item_info.parquet": "item_info",
+    f"{DATASET_DIR}/train.parquet": "train",
+    f"{DATASET_DIR}/valid.parquet": "valid",
+    f"{DATASET_DIR}/test.parquet": "test",
+    f"{DATASET_DIR}/item_info.parquet": "item_info",
     "item_feature.parquet": "item_feature",
     "item_emb.parquet": "item_emb",
     "item_seq.parquet": "item_seq",
@@ -45,7 +45,7 @@ def required_files(track: str | int = "3") -> list[str]:
     track = str(track)
     if track not in TRACKS:
         raise UserError(f"unknown track {track!r}; choose 1, 2 or 3")
-    rel = [f"{X1}/train.parquet", f"{X1}/valid.parquet", f"{X1}/test.parquet", f"{X1}/item_info.parquet"]
+    rel = [f"{DATASET_DIR}/train.parquet", f"{DATASET_DIR}/valid.parquet", f"{DATASET_DIR}/test.parquet", f"{DATASET_DIR}/item_info.parquet"]
     if track in ("1", "3"):
         rel += ["item_feature.parquet", IMAGES + "/"]
     return rel
@@ -73,7 +73,7 @@ def read_table(path: Path, kind: str) -> tuple[pl.DataFrame | None, Finding | No
     """Read a parquet or CSV file; an unreadable file is a finding, not a traceback."""
     try:
         if path.suffix == ".csv":
-            overrides = {"ID": pl.Int64, "label": pl.Int64, **{c: pl.Float64 for c in TRACK_COLUMNS}}
+            overrides = {"ID": pl.Int64, "label": pl.Int64, **{c: pl.Float64 for c in SCORE_COLUMNS}}
             header = path.open("r", encoding="utf-8").readline().strip().split(",")
             return pl.read_csv(path, schema_overrides={c: t for c, t in overrides.items() if c in header}), None
         return pl.read_parquet(path), None
@@ -104,7 +104,7 @@ def kind_of(path: Path) -> str:
 
 def n_items_of(root: Path) -> int | None:
     """The item vocabulary size N (ids 1..N), from item_info (rows - 1) or item_feature."""
-    info = root / X1 / "item_info.parquet"
+    info = root / DATASET_DIR / "item_info.parquet"
     feat = root / "item_feature.parquet"
     try:
         if info.is_file():
@@ -133,7 +133,7 @@ def check_prediction_ids(pred: pl.DataFrame, test: pl.DataFrame, pred_path: str,
 
 def check_images(root: Path, n_items: int, strict: bool = False) -> tuple[list[Finding], int]:
     """One cover file `<item_id>.jpg` per item 1..N, each non-empty and starting like an image; the
-    findings follow harness/covers.py. Returns the findings and the covers found."""
+    findings follow core/covers.py. Returns the findings and the covers found."""
     folder = root / IMAGES
     scan = scan_covers(folder, n_items, read_headers=True)
     return cover_findings(scan, folder, strict=strict), scan.found
@@ -142,12 +142,12 @@ def check_images(root: Path, n_items: int, strict: bool = False) -> tuple[list[F
 def validate_root(root: str | Path, require_all: bool = False, strict: bool = False, track: str | int = "3") -> Report:
     """Check every challenge file found under `root`; absent files are listed, and are errors with
     `require_all` when the pipeline's stages for `track` read them. `strict`: any missing or unreadable
-    cover is an error (else up to harness.covers.MAX_BAD_SHARE are warnings)."""
+    cover is an error (else up to core.covers.MAX_BAD_SHARE are warnings)."""
     required = set(required_files(track))
     root = Path(root)
     if not root.exists():
         raise UserError("no such data folder; pass the MicroLens_1M_MMCTR folder (it holds "
-                        f"{X1}/ and item_feature.parquet)", path=root)
+                        f"{DATASET_DIR}/ and item_feature.parquet)", path=root)
     if not root.is_dir():
         raise UserError("not a folder", path=root)
     report = Report(root=str(root))
@@ -187,7 +187,7 @@ def validate_root(root: str | Path, require_all: bool = False, strict: bool = Fa
         note = f"; the pipeline's stages for track {track} read it" if needed else "; no pipeline stage reads it"
         report.findings.append(make("data.absent", "absent" + note, str(root / rel)))
     if not report.files:
-        raise UserError(f"no challenge files found; expected {X1}/train.parquet and the others of "
+        raise UserError(f"no challenge files found; expected {DATASET_DIR}/train.parquet and the others of "
                         "MicroLens_1M_MMCTR", path=root)
     return report
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import Finding, UserError, error, exit_code_for
+from core.errors import Finding, UserError, error, exit_code_for
 
 SAFETY_RULES = ("PKG-HYGIENE", "T2-CHECKPOINT-FORMAT")
 RERUN_AFFECTED = ("T2-SINGLE-MODEL", "NO-ENSEMBLE-TREE", "RERUN-PREDICT", "RERUN-FULL", "RERUN-SANDBOX")

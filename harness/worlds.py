@@ -38,8 +38,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from core.challenge import HISTORY_LEN
 
-SEQ_LEN = 64
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def history_taste(world: World, padded: np.ndarray) -> list[np.ndarray]:
     """padded (R, 64) 1-based ids, left-padded -> [theta_cat (R, C), theta_col (R, K), theta_top (R, T)]:
     the recency-weighted mean of the history items' factor one-hots (zeros for an empty history)."""
     real = padded > 0  # (R, 64)
-    age = np.arange(SEQ_LEN - 1, -1, -1)  # slot 63 is the most recent item: age 0
+    age = np.arange(HISTORY_LEN - 1, -1, -1)  # slot 63 is the most recent item: age 0
     w = np.where(real, world.wcfg.recency ** age, 0.0)  # (R, 64)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
     idx = np.maximum(padded - 1, 0)
@@ -216,7 +216,7 @@ def history_taste(world: World, padded: np.ndarray) -> list[np.ndarray]:
     for factor, k in ((world.category, world.cfg.n_categories), (world.colour, world.cfg.n_colours),
                       (world.topic, world.cfg.n_topics)):
         theta = np.zeros((len(padded), k))
-        np.add.at(theta, (np.repeat(np.arange(len(padded)), SEQ_LEN), factor[idx].reshape(-1)), w.reshape(-1))
+        np.add.at(theta, (np.repeat(np.arange(len(padded)), HISTORY_LEN), factor[idx].reshape(-1)), w.reshape(-1))
         out.append(theta)
     return out
 
@@ -320,14 +320,14 @@ def make_histories(world: World, segments: np.ndarray, rng: np.random.Generator)
     lengths = history_lengths(len(segments), rng)
     flat = sample_from_segments(world.log_p_warm, segments, lengths, rng) + 1
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    padded = np.zeros((len(segments), SEQ_LEN), dtype=np.int64)
-    keep = np.minimum(lengths, SEQ_LEN)
+    padded = np.zeros((len(segments), HISTORY_LEN), dtype=np.int64)
+    keep = np.minimum(lengths, HISTORY_LEN)
     # position of each kept draw inside the padded row: right-aligned, most recent last
     starts = offsets[1:] - keep
     rows = np.repeat(np.arange(len(segments)), keep)
     within = np.arange(len(rows)) - np.repeat(np.cumsum(keep) - keep, keep)  # 0..keep-1 per user
     src = np.repeat(starts, keep) + within
-    padded[rows, SEQ_LEN - np.repeat(keep, keep) + within] = flat[src]
+    padded[rows, HISTORY_LEN - np.repeat(keep, keep) + within] = flat[src]
     return offsets, flat, padded
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import UserError
-from harness.io import write_bytes_atomic, write_json_atomic
+from core.errors import UserError
+from core.io import write_bytes_atomic, write_json_atomic
 
 OK, MISSING, UNREADABLE = 0, 1, 2
 EMPTY_TITLE = 1

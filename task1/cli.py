@@ -10,7 +10,7 @@ import re
 
 import click
 
-from harness.errors import UserError
+from core.errors import UserError
 
 SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

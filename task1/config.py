@@ -26,7 +26,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from harness.errors import UserError
+from core.errors import UserError
 
 MODALITIES = ("image", "text")
 REDUCERS = ("pca", "contrastive")

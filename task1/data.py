@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from harness.errors import UserError
+from core.challenge import TAGS_LEN
+from core.errors import UserError
 
-TAGS_LEN = 5
 ITEM_FEATURE = "item_feature.parquet"
 TRAIN = "MicroLens_1M_x1/train.parquet"
 OFFICIAL_ITEM_INFO = "MicroLens_1M_x1/item_info.parquet"

@@ -30,8 +30,8 @@ import torch
 from safetensors import SafetensorError
 from torch.nn import functional as F
 
-from harness.errors import UserError
-from harness.io import sha256_file
+from core.errors import UserError
+from core.io import sha256_file
 from task1.config import PACKAGED_IMAGE, PACKAGED_TEXT
 
 # Licenses of the models the profiles name (the hub's files do not always say).
@@ -197,7 +197,7 @@ def model_license(spec: str, role: str, stated: str = "") -> tuple[str | None, s
     of the hub model card in the local cache, the `license:` line of a local folder's README.md.
     """
     if stated and stated.strip():
-        from harness.spdx import spdx_of
+        from core.spdx import spdx_of
 
         return spdx_of(stated.strip()), f"stated (--{role}-model-license or {role}_model_license)"
     if spec in KNOWN_LICENSES:

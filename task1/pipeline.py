@@ -12,10 +12,10 @@ OUT_DIR after a full run:
                          quality metric, timings and throughput, input and output hashes
     cache/               per-modality chunk files (task1/cache.py) and the timing log of each run
 
-Missing and corrupt covers follow the harness's one policy (harness/covers.py): the file is counted
+Missing and corrupt covers follow the harness's one policy (core/covers.py): the file is counted
 (`missing_images`, `unreadable_images`, the item ids listed in task1.json), its chunk row is flagged
 (status 1 or 2, a zero placeholder that fusion never uses) and fusion gives the item the normalised
-mean image embedding of the items whose cover was read. Beyond harness.covers.MAX_BAD_SHARE of the
+mean image embedding of the items whose cover was read. Beyond core.covers.MAX_BAD_SHARE of the
 items (1 %) the run stops: before any encoding when that many files are missing, at the merge when
 decoding found the rest. Empty titles get the mean title embedding the same way. With `strict=True`
 the first missing or unreadable cover ends the run with one line naming the file.
@@ -39,9 +39,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from harness.covers import MAX_BAD_SHARE, limit_text, over_limit, scan_covers
-from harness.errors import EXIT_FINDINGS, UserError
-from harness.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
+from core.covers import MAX_BAD_SHARE, limit_text, over_limit, scan_covers
+from core.errors import EXIT_FINDINGS, UserError
+from core.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
 from task1 import cache as C
 from task1.config import PACKAGED_IMAGE, Task1Config
 from task1.models import model_identity, model_license
@@ -145,7 +145,7 @@ def extract_images(cache: C.ModalityCache, todo: list[int], items: Items, cfg: T
                    device: torch.device, strict: bool, on_chunk) -> dict:
     from tqdm import tqdm
 
-    from harness.seeding import worker_init_fn
+    from core.seeding import worker_init_fn
     from task1.models import ImageEncoder, precision_tag
 
     ids = np.concatenate([cache.ids(c) for c in todo])
@@ -269,7 +269,7 @@ def item_info_frame(tags: np.ndarray, emb: np.ndarray) -> pl.DataFrame:
 
 
 def check_item_info(frame: pl.DataFrame, n: int, path: Path) -> str:
-    """The harness schema check (harness.schemas.validate_item_info) plus this module's invariants."""
+    """The harness schema check (core.schemas.validate_item_info) plus this module's invariants."""
     emb = np.asarray(frame["item_emb_d128"].to_numpy())
     norms = np.linalg.norm(emb[1:], axis=1)
     problems = []
@@ -280,11 +280,11 @@ def check_item_info(frame: pl.DataFrame, n: int, path: Path) -> str:
     if not np.all(np.isfinite(emb)) or np.any(np.abs(norms - 1.0) > 1e-6):
         problems.append("an embedding row is not finite or not unit length")
     try:
-        from harness.schemas import validate_item_info
+        from core.schemas import validate_item_info
     except ImportError:
-        validate_item_info, checker = None, "task1 invariants only (harness.schemas not available)"
+        validate_item_info, checker = None, "task1 invariants only (core.schemas not available)"
     if validate_item_info is not None:
-        checker = "harness.schemas.validate_item_info"
+        checker = "core.schemas.validate_item_info"
         problems += [f.message for f in validate_item_info(frame, n_items=n) if f.severity == "error"]
     if problems:
         raise UserError(f"item_info failed its check before writing: {problems[0]} ({len(problems)} problems); "
@@ -360,8 +360,8 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
             interrupt a run from here).
     """
     t_start = time.perf_counter()
-    from harness.env import fingerprint
-    from harness.seeding import seed_everything
+    from core.env import fingerprint
+    from core.seeding import seed_everything
 
     data_dir = check_data_dir(data_dir)
     out_dir = Path(out_dir)

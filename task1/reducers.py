@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.errors import UserError
+from core.errors import UserError
 from task1.config import ContrastiveConfig
 from task1.data import Histories
 

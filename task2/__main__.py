@@ -2,7 +2,7 @@
 
 import click
 
-from harness.cli import run_click
+from core.cli import run_click
 from task2.cli import predict, train
 
 

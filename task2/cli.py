@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import UserError
+from core.errors import UserError
 
 
 def _log(msg: str) -> None:

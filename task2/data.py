@@ -22,11 +22,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from harness.errors import UserError
+from core.challenge import DATASET_DIR, HISTORY_LEN, LEVEL_VOCAB
+from core.errors import UserError
 
-SPLIT_DIR = "MicroLens_1M_x1"
-SEQ_LEN = 64
-LEVEL_VOCAB = 11
 ROW_COLUMNS = ("item_seq", "item_id", "likes_level", "views_level")
 
 
@@ -36,10 +34,10 @@ def split_path(data_dir: str | Path, name: str) -> Path:
     if not data_dir.is_dir():
         raise UserError("data folder not found; pass the dataset root that holds MicroLens_1M_x1/",
                         path=data_dir)
-    for candidate in (data_dir / SPLIT_DIR / f"{name}.parquet", data_dir / f"{name}.parquet"):
+    for candidate in (data_dir / DATASET_DIR / f"{name}.parquet", data_dir / f"{name}.parquet"):
         if candidate.is_file():
             return candidate
-    raise UserError(f"{name}.parquet not found (looked in {SPLIT_DIR}/ and the folder itself); "
+    raise UserError(f"{name}.parquet not found (looked in {DATASET_DIR}/ and the folder itself); "
                     "pass the dataset root that holds MicroLens_1M_x1/", path=data_dir)
 
 
@@ -117,9 +115,9 @@ def read_item_info(path: str | Path, emb_dim: int | None = 128) -> ItemInfo:
     """Read item_info.parquet (item_id, item_tags array[i64, 5], item_emb_d128 array[f64, 128]).
 
     Raises UserError for a missing file, a wrong embedding width, rows not in item_id order 0..N-1, and
-    error findings of `harness.schemas.validate_item_info`.
+    error findings of `core.schemas.validate_item_info`.
     """
-    from harness.schemas import validate_item_info
+    from core.schemas import validate_item_info
 
     path = Path(path)
     frame = _read_parquet(path, ["item_id", "item_tags", "item_emb_d128"])

@@ -6,7 +6,7 @@
   not read again;
 - scores MicroLens_1M_x1/test.parquet in file order (sigmoid probabilities, float32);
 - writes OUT_DIR/prediction.csv with columns `ID` and `Task1` / `Task2` / `Task1&2` for track 1 / 2 /
-  3, validated by `harness.schemas.validate_prediction` against the test IDs before it is written;
+  3, validated by `core.schemas.validate_prediction` against the test IDs before it is written;
 - writes OUT_DIR/prediction.zip (prediction.csv at the root, fixed timestamp and attributes: equal CSV
   bytes give equal zip bytes) and OUT_DIR/predict.json (track, row count, sha256 of inputs/outputs).
 """
@@ -23,12 +23,12 @@ import polars as pl
 import torch
 from torch import nn
 
-from harness.errors import UserError
-from harness.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
+from core.challenge import TRACK_COLUMNS
+from core.errors import UserError
+from core.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from task2.data import Split, gather, batch_order, read_split, split_path
 from task2.model import build_model
 
-TRACK_COLUMNS = {1: "Task1", 2: "Task2", 3: "Task1&2"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -98,7 +98,7 @@ def zip_bytes(name: str, data: bytes) -> bytes:
 def predict(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, track: int = 2,
             device: str = "cpu", batch_size: int = 1024) -> dict:
     """Write OUT_DIR/prediction.csv, prediction.zip and predict.json; return predict.json's content."""
-    from harness.schemas import validate_prediction
+    from core.schemas import validate_prediction
 
     t0 = time.perf_counter()
     if track not in TRACK_COLUMNS:

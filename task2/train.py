@@ -10,7 +10,7 @@
     RUN_DIR/run.json              seed, seeding flags, environment fingerprint, input sha256, best epoch,
                                   best valid AUC, timings
 
-Every file is written atomically. The run is seeded with `harness.seeding.seed_everything`; on the CPU
+Every file is written atomically. The run is seeded with `core.seeding.seed_everything`; on the CPU
 two runs with the same seed and thread count give bit-identical model.safetensors.
 
 Loss: BCE with logits on the label, plus the model's auxiliary loss (SASRecDCN's next-item loss) and
@@ -43,11 +43,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from harness.env import fingerprint
-from harness.errors import UserError
-from harness.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
-from harness.metrics import auc as roc_auc
-from harness.seeding import seed_everything, torch_generator
+from core.env import fingerprint
+from core.errors import UserError
+from core.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
+from core.metrics import auc as roc_auc
+from core.seeding import seed_everything, torch_generator
 from task2.data import iterate_batches, read_item_info, read_split, split_path
 from task2.config import config_from_dict
 from task2.din import DINConfig

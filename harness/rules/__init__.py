@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from harness.errors import Finding, error
+from core.errors import Finding, error
 
 ALL_TRACKS = (1, 2, 3)
 MODES = ("static", "predict", "full")

@@ -31,13 +31,12 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from core.challenge import DATASET_DIR, TORCH_TO_SAFETENSORS, TRACK_COLUMNS
 from harness.rules import formats
 from harness.rules.pysource import ModuleSource, module_name, scan_source
 
 FORMAT = "mmctr-submission/1"
 MANIFEST = "MANIFEST.json"
-TRACK_COLUMNS = {1: "Task1", 2: "Task2", 3: "Task1&2"}
-X1 = "MicroLens_1M_x1"
 
 ROLES = {
     "prediction": "prediction.csv, the scored file",
@@ -77,7 +76,7 @@ LAYOUT = {
     "REPRODUCE.md": "doc",
     "LICENSE": "license",
 }
-CODE_DIRS = ("task1", "task2", "harness", "scripts")
+CODE_DIRS = ("task1", "task2", "core", "harness", "scripts")  # the code a package holds
 CODE_FILES = ("pyproject.toml", "requirements.lock", "reproduce.sh", "run_tests.sh")
 
 MAX_ENTRIES = 20_000  # files and folders walked; more is itself a finding
@@ -461,14 +460,12 @@ class PackageContext:
         """DATA/MicroLens_1M_x1/<name>.parquet (or DATA/<name>.parquet) when --data was given and it exists."""
         if self.data is None:
             return None
-        for cand in (self.data / X1 / f"{name}.parquet", self.data / f"{name}.parquet"):
+        for cand in (self.data / DATASET_DIR / f"{name}.parquet", self.data / f"{name}.parquet"):
             if cand.is_file():
                 return cand
         return None
 
 
-TORCH_DTYPES = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
-                "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 
 def inspect_weights(ctx: PackageContext, rel: str) -> dict:
@@ -512,7 +509,7 @@ def inspect_weights(ctx: PackageContext, rel: str) -> dict:
                                                   for k, v in state.items()):
             out["error"] = "not a flat name -> tensor map (nested objects or non-tensor values)"
             return out
-        out["tensors"] = {k: (TORCH_DTYPES.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape))
+        out["tensors"] = {k: (TORCH_TO_SAFETENSORS.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape))
                           for k, v in state.items()}
         return out
     try:

@@ -9,7 +9,7 @@ plus CC-BY-4.0 and CC0-1.0, which model cards use for open weights).
 
 from __future__ import annotations
 
-from harness.spdx import OPEN_LICENSES, spdx_of  # noqa: F401 - re-exported for the rules
+from core.spdx import OPEN_LICENSES, spdx_of  # noqa: F401 - re-exported for the rules
 
 # model id (hub id, packaged:NAME, or a short name) -> SPDX id of its licence
 KNOWN_MODEL_LICENSES = {
@@ -31,7 +31,7 @@ KNOWN_MODEL_LICENSES = {
     "BAAI/bge-m3": "MIT",
 }
 
-# OPEN_LICENSES and spdx_of live in harness/spdx.py, a leaf module Task 1 may import (T3-DISJOINT)
+# OPEN_LICENSES and spdx_of live in core/spdx.py, a leaf module Task 1 may import (T3-DISJOINT)
 
 
 def detect_license(text: str) -> str | None:

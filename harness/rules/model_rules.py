@@ -21,16 +21,16 @@ import re
 import sys
 from pathlib import Path
 
-from harness.errors import error, warning
+from core.challenge import TORCH_TO_SAFETENSORS
+from core.errors import error, warning
 from harness.rules import formats, rule
 from harness.rules.context import MANIFEST
 from harness.rules.pysource import class_forward_params, name_uses
+from harness.rules.released import TRUSTED_DIRS
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".hdf5", ".keras", ".onnx",
                    ".npz", ".npy", ".msgpack", ".gguf", ".tflite", ".pb", ".ubj", ".cbm", ".joblib", ".pkl",
                    ".pickle")
-TORCH_TO_ST = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
-               "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 # Track 1: the official baseline DIN (FuxiCTR 2.3.7, DIN_MicroLens_1M_x1). Only these may change:
 TRACK1_TUNABLE_MODEL = ("embedding_regularizer", "net_regularizer", "net_dropout")
@@ -60,7 +60,7 @@ USER_TENSOR = re.compile(r"(^|[._])(user|users|uid)(_?ids?|_?embs?|_?embeddings?
 
 def state_signature(model) -> dict:
     """{name: [safetensors dtype, shape]} of a module's state dict."""
-    return {k: [TORCH_TO_ST.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape)]
+    return {k: [TORCH_TO_SAFETENSORS.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape)]
             for k, v in model.state_dict().items()}
 
 
@@ -143,7 +143,7 @@ def content_findings(ctx, rid: str) -> list:
 
     out = []
     for rel in ctx.files():
-        if rel.split("/")[0] in ("harness", "scripts"):
+        if rel.split("/")[0] in TRUSTED_DIRS:
             continue  # PKG-RELEASED-CODE holds them to a release
         if ctx.roles().get(rel) == "task2_checkpoint" and rel != ctx.one("task2_checkpoint"):
             continue  # a second checkpoint: counted above
@@ -444,7 +444,7 @@ def check_track2_embeddings(ctx):
     if provided is None:
         return [warning(rid, "not checked: pass --data DATA_DIR (the provided item_info.parquet)",
                         ctx.one("task2_checkpoint") or ".")]
-    from harness.io import sha256_file
+    from core.io import sha256_file
 
     out = []
     want = sha256_file(provided)
@@ -464,7 +464,7 @@ def check_track2_embeddings(ctx):
       "exactly what Task 2 trained on and froze into its model (Task 2's only input from Task 1)",
       tracks=(1, 3))
 def check_task1_item_info(ctx):
-    from harness.schemas import validate_item_info
+    from core.schemas import validate_item_info
     from harness.validate import read_table
 
     rid = "T1-ITEM-INFO"

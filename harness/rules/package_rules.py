@@ -8,11 +8,11 @@ import os
 import re
 import zipfile
 
-from harness.errors import error, warning
-from harness.rules import formats, rule
-from harness.rules import context
-from harness.rules.context import (FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, ROLES, TRACK_COLUMNS,
-                                   layout_role, printable, unsafe_rel)
+from core.challenge import TRACK_COLUMNS
+from core.errors import error, warning
+from harness.rules import context, formats, rule
+from harness.rules.context import (FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, ROLES, layout_role, printable,
+                                   unsafe_rel)
 from harness.rules.licenses import detect_license
 
 MAX_PREDICTION_BYTES = 256 * 1024 * 1024  # prediction.csv, in the package or in prediction.zip (real: 10-16 MB)
@@ -297,7 +297,7 @@ def _test_ids(ctx):
 @rule("PRED-SCHEMA", "prediction.csv follows the submission schema (ID then finite scores in [0, 1]) and, "
       "with --data, holds exactly the test IDs in test order")
 def check_prediction(ctx):
-    from harness.schemas import validate_prediction
+    from core.schemas import validate_prediction
 
     rid = "PRED-SCHEMA"
     rel, frame, problem = _read_prediction(ctx)
@@ -408,7 +408,7 @@ def _seeding_findings(rid, record: dict, rel: str, what: str) -> list:
         out.append(error(rid, f"{what} records no integer seed", rel))
     seeding = record.get("seeding")
     if not isinstance(seeding, dict):
-        return out + [error(rid, f"{what} records no seeding flags (harness.seeding.seed_everything)", rel)]
+        return out + [error(rid, f"{what} records no seeding flags (core.seeding.seed_everything)", rel)]
     off = [f"{k}={seeding.get(k)!r}" for k, want in SEEDING_FLAGS.items() if seeding.get(k) is not want]
     if off:
         out.append(warning(rid, f"{what} ran without the deterministic flags: {', '.join(off)}", rel))
@@ -484,7 +484,7 @@ def check_record(ctx):
     if not data:
         out.append(error(rid, "no input data hashes", MANIFEST))
     elif ctx.data is not None:
-        from harness.io import sha256_file
+        from core.io import sha256_file
 
         for name in ("train", "valid", "test", "item_info"):
             rec = data.get(name)

@@ -31,9 +31,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-RELEASED_DIRS = ("harness", "scripts", "task1", "task2")
+RELEASED_DIRS = ("core", "harness", "scripts", "task1", "task2")
 RELEASED_FILES = ("pyproject.toml", "requirements.lock", "run_tests.sh")
-TRUSTED_DIRS = ("harness", "scripts")  # must equal a release
+TRUSTED_DIRS = ("core", "harness", "scripts")  # must equal a release
 TRUSTED_FILES = ("pyproject.toml", "run_tests.sh")
 REFERENCE_DIRS = ("task1", "task2")  # the competitor's to change
 PYPROJECT_KEY = "pyproject.toml#without-dependencies"
@@ -146,7 +146,7 @@ def current() -> Release:
 
     files: dict[str, bytes | str] = {}
     harness_dir = Path(harness.__file__).resolve().parent
-    for name in ("harness", "task1", "task2"):
+    for name in ("core", "harness", "task1", "task2"):
         folder = harness_dir if name == "harness" else _package_dir(name)
         if folder is not None:
             files.update(_tree(folder, name))

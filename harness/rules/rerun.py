@@ -313,7 +313,7 @@ def _full(ctx, tmp: Path, plan: sandbox.Plan, env: dict, device: str, timeout: f
     out["spearman"] = _spearman(new_pred, ctx.path(pred_rel)) if new_pred.is_file() else None
     t1_new, t1_old = work / "task1" / "item_info.parquet", ctx.one("task1_embeddings")
     if t1_new.is_file() and t1_old is not None:
-        from harness.io import sha256_file
+        from core.io import sha256_file
 
         out["task1_identical"] = sha256_file(t1_new) == ctx.sha256(t1_old)
     return out

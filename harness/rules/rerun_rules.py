@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.errors import error, warning
+from core.errors import error, warning
 from harness.rules import rule
 from harness.rules.code_rules import _rerun_steps, competitor_modules
 from harness.rules.rerun import CUDA_TOLERANCE

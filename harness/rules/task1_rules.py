@@ -3,7 +3,7 @@ hash, and a licence; an unknown or non-open licence is a finding."""
 
 from __future__ import annotations
 
-from harness.errors import error, warning
+from core.errors import error, warning
 from harness.rules import rule
 from harness.rules.licenses import KNOWN_MODEL_LICENSES, OPEN_LICENSES, spdx_of
 

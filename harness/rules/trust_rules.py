@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 
-from harness.errors import error
+from core.errors import error
 from harness.rules import rule
 from harness.rules.context import MANIFEST, printable
+from harness.rules.released import TRUSTED_DIRS
 
 TOP_FILES = {"prediction.csv", "prediction.zip", MANIFEST, "REPRODUCE.md", "LICENSE", "reproduce.sh",
              "pyproject.toml", "requirements.lock", "run_tests.sh"}
@@ -39,7 +40,7 @@ def place_problem(rel: str) -> str | None:
     top = parts[0]
     if len(parts) == 1:
         return None if rel in TOP_FILES else "not a file of the package layout"
-    if top in ("harness", "scripts"):
+    if top in TRUSTED_DIRS:
         return None  # PKG-RELEASED-CODE compares them with a release
     if top in ("task1", "task2"):
         if not rel.endswith(CODE_SUFFIXES):
@@ -191,7 +192,7 @@ def release_diff(theirs: dict[str, str], release) -> list[tuple[str, str]]:
     return out
 
 
-@rule("PKG-RELEASED-CODE", "harness/, scripts/, run_tests.sh and pyproject.toml (less its dependency lists) are "
+@rule("PKG-RELEASED-CODE", "core/, harness/, scripts/, run_tests.sh and pyproject.toml (less its dependency lists) are "
       "byte-identical to one released harness version: nothing changed, added or missing")
 def check_released_code(ctx):
     from harness.rules.released import releases

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from core.challenge import DATASET_DIR
 
-X1 = "MicroLens_1M_x1"
 SMALL_MODEL = {"id_emb_dim": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8, "mlp_dims": [16],
                "cross_layers": 1, "level_dim": 4}
 SMALL_TRAIN = {"model_class": "SASRecDCN", "model": SMALL_MODEL, "epochs": 1, "batch_size": 2048, "seed": 0}
@@ -40,7 +40,7 @@ def write_json(path: Path, doc) -> None:
 
 def task1_item_info(data: Path, out: Path) -> Path:
     """A Task 1 style item_info: the official schema, embeddings of its own (row 0 stays zero)."""
-    frame = pl.read_parquet(data / X1 / "item_info.parquet")
+    frame = pl.read_parquet(data / DATASET_DIR / "item_info.parquet")
     emb = frame["item_emb_d128"].to_numpy().copy()
     emb[1:] = np.tanh(emb[1:][:, ::-1] * 0.5 + 0.01)  # a different, deterministic table
     frame = frame.with_columns(pl.Series("item_emb_d128", emb, dtype=pl.Array(pl.Float64, 128)))
@@ -56,8 +56,8 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
     from safetensors.numpy import save as save_np
     from safetensors.torch import save_file
 
-    from harness.env import fingerprint
-    from harness.io import sha256_file
+    from core.env import fingerprint
+    from core.io import sha256_file
     from task2.data import read_item_info
     from task2.config import config_from_dict
     from task2.model import MODEL_CLASSES, model_args
@@ -65,7 +65,7 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
     from task2.train import TrainConfig
 
     model_class = model_class or ("DIN" if track == 1 else "SASRecDCN")
-    item_info = data / X1 / "item_info.parquet"
+    item_info = data / DATASET_DIR / "item_info.parquet"
     if track in (1, 3):
         t1 = root / "task1"
         item_info = task1_item_info(data, t1 / "item_info.parquet")
@@ -96,7 +96,7 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
                                    device="cpu"))
     write_json(t2 / "config.json", {"train": dataclasses.asdict(train_cfg), "model_args": args,
                                     "data_dir": str(data), "device": "cpu", "world_size": 1})
-    inputs = {"train": data / X1 / "train.parquet", "valid": data / X1 / "valid.parquet", "item_info": item_info}
+    inputs = {"train": data / DATASET_DIR / "train.parquet", "valid": data / DATASET_DIR / "valid.parquet", "item_info": item_info}
     write_json(t2 / "run.json", {
         "seed": seed, "seeding": SEEDING, "env": fingerprint(), "model_class": model_class,
         "inputs": {k: {"path": str(v), "sha256": sha256_file(v)} for k, v in inputs.items()},
@@ -122,7 +122,7 @@ def copy_package(src: Path, dst: Path) -> Path:
 
 def resign(pkg: Path, roles: dict[str, str] | None = None) -> None:
     """Re-list every regular file of `pkg` in MANIFEST.json with its current hash and size."""
-    from harness.io import sha256_file
+    from core.io import sha256_file
     from harness.rules.context import infer_role
 
     path = pkg / "MANIFEST.json"
@@ -154,7 +154,7 @@ def edit_json(path: Path, fn) -> None:
 
 def repredict(pkg: Path, fn) -> None:
     """Replace prediction.csv by fn(frame) and make the zip, predict.json and manifest agree with it."""
-    from harness.io import sha256_bytes
+    from core.io import sha256_bytes
     from task2.predict import zip_bytes
 
     frame = fn(pl.read_csv(pkg / "prediction.csv"))

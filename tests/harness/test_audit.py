@@ -10,7 +10,8 @@ import shutil
 import polars as pl
 import pytest
 
-from pkgkit import X1, repredict, resign
+from core.challenge import DATASET_DIR
+from pkgkit import repredict, resign
 
 
 def _leaderboard(path, rows):
@@ -22,7 +23,7 @@ def _leaderboard(path, rows):
 
 def test_leaderboard_parsing_and_award_order(tmp_path):
     from harness.audit import award_order, read_leaderboard
-    from harness.errors import UserError
+    from core.errors import UserError
 
     _leaderboard(tmp_path / "lb.csv", [["B", "0.7", "b"], ["A", "0.9", "a"], ["C", "0.7", "c"]])
     assert [e.team for e in read_leaderboard(tmp_path / "lb.csv")] == ["A", "B", "C"]  # ties keep file order
@@ -35,10 +36,10 @@ def test_leaderboard_parsing_and_award_order(tmp_path):
 
 def test_audit_refuses_a_truth_the_packages_could_read(tmp_path):
     from harness.audit import run_audit
-    from harness.errors import UserError
+    from core.errors import UserError
 
-    (tmp_path / "data" / X1).mkdir(parents=True)
-    truth = tmp_path / "data" / X1 / "ground_truth.csv"
+    (tmp_path / "data" / DATASET_DIR).mkdir(parents=True)
+    truth = tmp_path / "data" / DATASET_DIR / "ground_truth.csv"
     truth.write_text("ID,label\n0,1\n")
     (tmp_path / "subs").mkdir()
     _leaderboard(tmp_path / "lb.csv", [["A", "0.5", "a"]])
@@ -55,7 +56,7 @@ def test_audit_three_packages_award_order_and_resume(pkg2, tiny_data, tmp_path, 
     subs.mkdir()
     shutil.copytree(pkg2, subs / "clean")
     shutil.copytree(pkg2, subs / "tampered")
-    with open(subs / "tampered/harness/schemas.py", "a") as f:
+    with open(subs / "tampered/core/schemas.py", "a") as f:
         f.write("\n# blends a tree model into the scores\n")
     resign(subs / "tampered")
     shutil.copytree(pkg2, subs / "differs")  # prediction, zip, predict.json and manifest all agree; only a re-run tells

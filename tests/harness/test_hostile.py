@@ -39,15 +39,15 @@ def _verify_json(harness_cli, pkg, *args):
 
 def test_changed_harness_file_fails_even_when_task2_is_untouched(p2, harness_cli):
     """The attack: a change inside the prediction-validation helper that task2's predict calls."""
-    with open(p2 / "harness/schemas.py", "a") as f:
+    with open(p2 / "core/schemas.py", "a") as f:
         f.write("\n\ndef _blend(frame):\n    return frame  # a tree ensemble would go here\n")
     (p2 / "harness/extra.py").write_text("X = 1\n")
     (p2 / "scripts/setup_env.sh").unlink()
     resign(p2)
     errs = errors_of(rule_findings(p2, "PKG-RELEASED-CODE")[0])
-    assert [e.split(":")[0] for e in errs] == ["harness/extra.py", "harness/schemas.py", "scripts/setup_env.sh"]
-    assert "differs from the release's file: ship it unchanged" in errs[1]
-    assert "not part of the release" in errs[0] and "missing: the release has it" in errs[2]
+    assert [e.split(":")[0] for e in errs] == ["core/schemas.py", "harness/extra.py", "scripts/setup_env.sh"]
+    assert "differs from the release's file: ship it unchanged" in errs[0]
+    assert "not part of the release" in errs[1] and "missing: the release has it" in errs[2]
     code, failed, _ = _verify_json(harness_cli, p2)
     assert code == 1 and "PKG-RELEASED-CODE" in failed
 
@@ -56,11 +56,11 @@ def test_an_earlier_release_is_accepted_as_a_whole(p2, monkeypatch):
     """A package made with an earlier harness passes when that release's hash list ships with the verifier."""
     from harness.rules import released
 
-    with open(p2 / "harness/schemas.py", "a") as f:
+    with open(p2 / "core/schemas.py", "a") as f:
         f.write("\n# as an earlier release had it\n")
     resign(p2)
     assert rule_findings(p2, "PKG-RELEASED-CODE")[1] == "error"
-    old = dict(released.current().files, **{"harness/schemas.py": released.sha256((p2 / "harness/schemas.py")
+    old = dict(released.current().files, **{"core/schemas.py": released.sha256((p2 / "core/schemas.py")
                                                                                    .read_bytes())})
     monkeypatch.setattr(released, "shipped", lambda: (released.Release("0.0.9", old),))
     assert rule_findings(p2, "PKG-RELEASED-CODE") == ([], "ok")

@@ -13,7 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pkgkit import SMALL_TRAIN, X1, copy_package, edit_manifest, make_run, repredict, resign
+from core.challenge import DATASET_DIR
+from pkgkit import SMALL_TRAIN, copy_package, edit_manifest, make_run, repredict, resign
 
 
 class _CreatesFile:
@@ -40,7 +41,7 @@ def run2_copy(run2, tmp_path) -> Path:
 
 
 def test_package_layout_and_manifest(pkg2, tiny_data):
-    from harness.io import sha256_file
+    from core.io import sha256_file
     from harness.rules.licenses import detect_license
     from safetensors.torch import load_file
 
@@ -62,9 +63,9 @@ def test_package_layout_and_manifest(pkg2, tiny_data):
     assert not [p for p in on_disk if "__pycache__" in p or p.endswith(".pyc") or "/cache/" in p]
     assert not any(p.startswith("outputs/task1/") for p in on_disk)  # track 2 ships no Task 1 outputs
     # data hashes, environment, seeds, git, metrics
-    assert manifest["data"]["train"]["sha256"] == sha256_file(tiny_data / X1 / "train.parquet")
-    assert manifest["data"]["item_info"]["sha256"] == sha256_file(tiny_data / X1 / "item_info.parquet")
-    assert manifest["data"]["test"]["sha256"] == sha256_file(tiny_data / X1 / "test.parquet")
+    assert manifest["data"]["train"]["sha256"] == sha256_file(tiny_data / DATASET_DIR / "train.parquet")
+    assert manifest["data"]["item_info"]["sha256"] == sha256_file(tiny_data / DATASET_DIR / "item_info.parquet")
+    assert manifest["data"]["test"]["sha256"] == sha256_file(tiny_data / DATASET_DIR / "test.parquet")
     assert manifest["environment"]["torch"]["version"] and manifest["environment"]["python"]
     assert set(manifest["git"]) == {"commit", "dirty"}
     assert manifest["seeds"]["task2"] == 0 and manifest["seeds"]["task2_seeding"]["deterministic_algorithms"]

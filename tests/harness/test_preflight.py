@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 
-from harness.io import sha256_file
+from core.challenge import DATASET_DIR
+from core.io import sha256_file
 
-X1 = "MicroLens_1M_x1"
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_device_cuda_without_cuda_is_one_line(preflight, tiny_data, monkeypatch)
 
 
 def test_schema_problems_are_read_from_the_footers(preflight, tiny_copy):
-    path = tiny_copy / X1 / "valid.parquet"
+    path = tiny_copy / DATASET_DIR / "valid.parquet"
     pl.read_parquet(path).with_columns(pl.col("label").cast(pl.Int32)).write_parquet(path)
     (tiny_copy / "item_emb.parquet").write_bytes(b"PAR1 not parquet")  # read by validate, so checked too
     code, out, errors = preflight("--data", tiny_copy, "--profile", "offline")
@@ -73,7 +73,7 @@ def test_files_the_stages_read_must_be_there(preflight, tiny_copy):
     assert code == 1 and len(errors) == 1 and "item_feature.parquet: absent; the stages of track 3 read it" in errors[0]
     code, out, errors = preflight("--data", tiny_copy, "--track", "2")
     assert code == 0 and errors == []  # Track 2 reads no item_feature and no covers
-    (tiny_copy / X1 / "item_info.parquet").unlink()
+    (tiny_copy / DATASET_DIR / "item_info.parquet").unlink()
     code, out, errors = preflight("--data", tiny_copy, "--track", "2")
     assert code == 1 and "item_info.parquet: absent" in errors[0]
 
@@ -174,16 +174,16 @@ def test_published_checksums_when_the_row_counts_are_official(preflight, tiny_co
 
     rows = {rel: pl.scan_parquet(tiny_copy / rel).select(pl.len()).collect().item() for rel in P.OFFICIAL_ROWS}
     monkeypatch.setattr(P, "OFFICIAL_ROWS", rows)
-    monkeypatch.setattr(P, "PUBLISHED_SHA256", {f"{X1}/train.parquet": sha256_file(tiny_copy / X1 / "train.parquet"),
+    monkeypatch.setattr(P, "PUBLISHED_SHA256", {f"{DATASET_DIR}/train.parquet": sha256_file(tiny_copy / DATASET_DIR / "train.parquet"),
                                                 "item_feature.parquet": "0" * 64})
     code, out, errors = preflight("--data", tiny_copy, "--profile", "offline", "--json")
     known = json.loads(out)["facts"]["known_data"]
     assert code == 0 and known["official_release_by_row_counts"] is True
-    assert known["files"][f"{X1}/train.parquet"]["match"] is True
+    assert known["files"][f"{DATASET_DIR}/train.parquet"]["match"] is True
     assert known["files"]["item_feature.parquet"]["match"] is False
     warned = [c for c in json.loads(out)["checks"] if c["area"] == "known_data" and c["status"] == "warning"]
     assert len(warned) == 1 and warned[0]["path"] == str(tiny_copy / "item_feature.parquet")
-    monkeypatch.setattr(P, "OFFICIAL_ROWS", dict(rows, **{f"{X1}/test.parquet": 379_142}))
+    monkeypatch.setattr(P, "OFFICIAL_ROWS", dict(rows, **{f"{DATASET_DIR}/test.parquet": 379_142}))
     code, out, errors = preflight("--data", tiny_copy, "--profile", "offline", "--json")
     assert json.loads(out)["facts"]["known_data"] == {
         "official_release_by_row_counts": False, "files": {},

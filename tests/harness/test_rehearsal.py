@@ -27,10 +27,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "task1"))
+from core.challenge import DATASET_DIR
 from task1_testkit import build_tiny_clip, build_tiny_e5  # noqa: E402
 
 pytestmark = pytest.mark.slow
-X1 = "MicroLens_1M_x1"
 MISSING_COVER = 5
 MANY_TAGS = 30  # items 1..30 list six more tags in item_feature
 
@@ -97,7 +97,7 @@ def test_with_licences_the_run_goes_through_verify(release, tmp_path):
     assert all(m["license_source"].startswith("stated") for m in task1["models"])
 
     # the dataset's tags, not the last five of item_feature's longer lists
-    official = np.asarray(pl.read_parquet(data / X1 / "item_info.parquet")["item_tags"].to_numpy())
+    official = np.asarray(pl.read_parquet(data / DATASET_DIR / "item_info.parquet")["item_tags"].to_numpy())
     for path in (out / "task1" / "item_info.parquet", out / "submission" / "outputs" / "task1" / "item_info.parquet"):
         tags = np.asarray(pl.read_parquet(path)["item_tags"].to_numpy())
         np.testing.assert_array_equal(tags, official)

@@ -19,7 +19,8 @@ import polars as pl
 import pytest
 from safetensors.torch import load_file, save_file
 
-from pkgkit import X1, edit_json, edit_manifest, errors_of, repredict, resign, rule_findings
+from core.challenge import DATASET_DIR
+from pkgkit import edit_json, edit_manifest, errors_of, repredict, resign, rule_findings
 
 CKPT = "outputs/task2/model.safetensors"
 
@@ -285,14 +286,14 @@ def test_seeding_recorded_and_on(p2):
     resign(p2)
     found, _ = rule_findings(p2, "REPRO-SEEDING")
     assert errors_of(found) == ["outputs/task2/run.json: the Task 2 run records no seeding flags "
-                                "(harness.seeding.seed_everything)"]
+                                "(core.seeding.seed_everything)"]
     assert "reproduce.sh: does not set PYTHONHASHSEED before Python starts" in [f"{f.path}: {f.message}" for f in found]
 
 
 def test_record_consistency(p2, tiny_copy):
     assert rule_findings(p2, "REPRO-RECORD", data=tiny_copy)[1] in ("ok", "warning")
     edit_manifest(p2, lambda m: (m["metrics"].update(task2_best_valid_auc=0.99), m.pop("environment")))
-    pl.read_parquet(tiny_copy / X1 / "valid.parquet").head(100).write_parquet(tiny_copy / X1 / "valid.parquet")
+    pl.read_parquet(tiny_copy / DATASET_DIR / "valid.parquet").head(100).write_parquet(tiny_copy / DATASET_DIR / "valid.parquet")
     errs = errors_of(rule_findings(p2, "REPRO-RECORD", data=tiny_copy)[0])
     assert "MANIFEST.json: no environment fingerprint (python, torch, packages)" in errs
     assert "MANIFEST.json: task2_best_valid_auc 0.99 differs from run.json's 0.51234" in errs
@@ -455,7 +456,7 @@ def test_features_extra_input_file(p2):
 def test_features_user_embedding_in_checkpoint(p2, tiny_data):
     import torch
 
-    n_users = int(pl.read_parquet(tiny_data / X1 / "train.parquet")["user_id"].max())
+    n_users = int(pl.read_parquet(tiny_data / DATASET_DIR / "train.parquet")["user_id"].max())
     _add_tensors(p2, {"uid_table.weight": torch.zeros(n_users + 1, 4), "user_emb.weight": torch.zeros(8, 4)})
     resign(p2)
     errs = errors_of(rule_findings(p2, "T2-FEATURES", data=tiny_data)[0])
@@ -567,7 +568,7 @@ def test_track2_embeddings_trained_on_other_item_info(pkg3, tiny_data):
 
 def test_task1_item_info_link(p3, tiny_data):
     assert rule_findings(p3, "T1-ITEM-INFO", data=tiny_data) == ([], "ok")
-    (p3 / "outputs/task1/item_info.parquet").write_bytes((tiny_data / X1 / "item_info.parquet").read_bytes())
+    (p3 / "outputs/task1/item_info.parquet").write_bytes((tiny_data / DATASET_DIR / "item_info.parquet").read_bytes())
     resign(p3)
     errs = errors_of(rule_findings(p3, "T1-ITEM-INFO", data=tiny_data)[0])
     assert len(errs) == 2

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 
-from harness.metrics import auc
+from core.metrics import auc
 
 
 def test_scores_oracle_and_missing_columns(tiny_data, tmp_path, harness_cli):

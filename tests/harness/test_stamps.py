@@ -7,7 +7,7 @@ import os
 import pytest
 
 import harness.stamps as S
-from harness.io import sha256_file
+from core.io import sha256_file
 
 
 def _refuse_reads(monkeypatch):

@@ -8,11 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from harness.io import sha256_file
+from core.challenge import DATASET_DIR
+from core.io import sha256_file
 from harness.synth import SCALES, generate, history_lengths
 from harness.validate import validate_root
 
-X1 = "MicroLens_1M_x1"
 
 
 def _hashes(root):
@@ -21,19 +21,19 @@ def _hashes(root):
 
 def test_layout_and_types(tiny_data):
     cfg = SCALES["tiny"]
-    for rel in (f"{X1}/train.parquet", f"{X1}/valid.parquet", f"{X1}/test.parquet", f"{X1}/item_info.parquet",
+    for rel in (f"{DATASET_DIR}/train.parquet", f"{DATASET_DIR}/valid.parquet", f"{DATASET_DIR}/test.parquet", f"{DATASET_DIR}/item_info.parquet",
                 "item_feature.parquet", "item_emb.parquet", "item_seq.parquet", "oracle/oracle.json",
                 "oracle/ground_truth.csv"):
         assert (tiny_data / rel).is_file(), rel
     assert len(list((tiny_data / "item_images").glob("*.jpg"))) == cfg.n_items
-    train = pl.read_parquet(tiny_data / X1 / "train.parquet")
+    train = pl.read_parquet(tiny_data / DATASET_DIR / "train.parquet")
     assert train.schema == pl.Schema({"user_id": pl.Int64, "item_seq": pl.Array(pl.Int64, 64),
                                       "item_id": pl.Int64, "likes_level": pl.Int64, "views_level": pl.Int64,
                                       "label": pl.Int64})
     assert train.height == cfg.n_train and train["label"].sum() == cfg.n_train // 4
-    test = pl.read_parquet(tiny_data / X1 / "test.parquet")
+    test = pl.read_parquet(tiny_data / DATASET_DIR / "test.parquet")
     assert test.columns[0] == "ID" and test["ID"].to_list() == list(range(cfg.n_test))
-    info = pl.read_parquet(tiny_data / X1 / "item_info.parquet")
+    info = pl.read_parquet(tiny_data / DATASET_DIR / "item_info.parquet")
     assert info.schema["item_emb_d128"] == pl.Array(pl.Float64, 128)
     assert info.height == cfg.n_items + 1
     feat = pl.read_parquet(tiny_data / "item_feature.parquet")
@@ -43,7 +43,7 @@ def test_layout_and_types(tiny_data):
 
 
 def test_users_are_disjoint_and_histories_match_item_seq(tiny_data):
-    frames = {s: pl.read_parquet(tiny_data / X1 / f"{s}.parquet") for s in ("train", "valid", "test")}
+    frames = {s: pl.read_parquet(tiny_data / DATASET_DIR / f"{s}.parquet") for s in ("train", "valid", "test")}
     users = {s: set(f["user_id"].unique().to_list()) for s, f in frames.items()}
     assert not users["train"] & users["valid"] and not users["train"] & users["test"]
     seq = pl.read_parquet(tiny_data / "item_seq.parquet")
@@ -55,9 +55,9 @@ def test_users_are_disjoint_and_histories_match_item_seq(tiny_data):
 
 def test_cold_items_never_in_train(tiny_data):
     doc = json.loads((tiny_data / "oracle" / "oracle.json").read_text())
-    train = pl.read_parquet(tiny_data / X1 / "train.parquet")
+    train = pl.read_parquet(tiny_data / DATASET_DIR / "train.parquet")
     seen = set(train["item_id"].to_list()) | set(train["item_seq"].arr.explode().to_list())
-    test = pl.read_parquet(tiny_data / X1 / "test.parquet")
+    test = pl.read_parquet(tiny_data / DATASET_DIR / "test.parquet")
     unseen = set(test["item_id"].to_list()) - seen
     assert doc["cold_items"] > 0 and len(unseen) > 0
 
@@ -87,11 +87,11 @@ def test_same_seed_same_bytes_other_seed_differs(tiny_data, tmp_path):
     assert _hashes(again) == _hashes(tiny_data)
     other = tmp_path / "other"
     generate(other, scale="tiny", seed=1)
-    assert _hashes(other)[f"{X1}/train.parquet"] != _hashes(tiny_data)[f"{X1}/train.parquet"]
+    assert _hashes(other)[f"{DATASET_DIR}/train.parquet"] != _hashes(tiny_data)[f"{DATASET_DIR}/train.parquet"]
 
 
 def test_refuses_to_overwrite(tiny_copy, harness_cli):
-    before = sha256_file(tiny_copy / X1 / "train.parquet")
+    before = sha256_file(tiny_copy / DATASET_DIR / "train.parquet")
     code, out, err = harness_cli("synth", tiny_copy, "--scale", "tiny")
     assert code == 2 and "not empty" in err and "--overwrite" in err and err.count("\n") == 1
-    assert sha256_file(tiny_copy / X1 / "train.parquet") == before
+    assert sha256_file(tiny_copy / DATASET_DIR / "train.parquet") == before

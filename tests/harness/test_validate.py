@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from harness.schemas import validate_frame, validate_item_info, validate_prediction
+from core.challenge import DATASET_DIR
+from core.schemas import validate_frame, validate_item_info, validate_prediction
 
-X1 = "MicroLens_1M_x1"
 
 
 def _rewrite(path, fn):
@@ -46,7 +46,7 @@ def test_json_only_on_stdout(tiny_data, harness_cli):
     ("history_gap", "data.item_seq_left_padded", "left-padded"),
 ])
 def test_bad_train_file(tiny_copy, harness_cli, case, fid, needle):
-    path = tiny_copy / X1 / "train.parquet"
+    path = tiny_copy / DATASET_DIR / "train.parquet"
     if case == "wrong_dtype":
         _rewrite(path, lambda f: f.with_columns(pl.col("label").cast(pl.Int32)))
     elif case == "missing_column":
@@ -68,7 +68,7 @@ def test_bad_train_file(tiny_copy, harness_cli, case, fid, needle):
 
 
 def test_row0_content_in_item_info(tiny_copy, harness_cli):
-    path = tiny_copy / X1 / "item_info.parquet"
+    path = tiny_copy / DATASET_DIR / "item_info.parquet"
     emb = pl.read_parquet(path)["item_emb_d128"].to_numpy().copy()
     emb[0, 5] = 0.5
     _rewrite(path, lambda f: f.with_columns(pl.Series("item_emb_d128", emb)))
@@ -81,7 +81,7 @@ def test_row0_content_in_item_info(tiny_copy, harness_cli):
     (lambda f: f.filter(pl.col("ID") != 3), "data.ID_positional"),  # missing ID 3
 ])
 def test_test_ids(tiny_copy, harness_cli, mutate, fid):
-    path = tiny_copy / X1 / "test.parquet"
+    path = tiny_copy / DATASET_DIR / "test.parquet"
     _rewrite(path, mutate)
     code, out, err = harness_cli("validate", path, "--json")
     assert code == 1 and fid in [f["id"] for f in json.loads(out)["findings"]]
@@ -113,7 +113,7 @@ def test_covers_beyond_the_maximum_share_are_an_error(tiny_copy, harness_cli):
 
 
 def test_unreadable_parquet(tiny_copy, harness_cli):
-    (tiny_copy / X1 / "valid.parquet").write_bytes(b"PAR1 this is not parquet")
+    (tiny_copy / DATASET_DIR / "valid.parquet").write_bytes(b"PAR1 this is not parquet")
     code, out, err = harness_cli("validate", tiny_copy)
     assert code == 1 and "[io.unreadable]" in out and "valid.parquet" in out
     assert "Traceback" not in out + err
@@ -142,7 +142,7 @@ def test_require_all_requires_what_the_stages_read(tiny_copy, harness_cli):
     assert code == 1 and "item_feature.parquet" in out and "stages for track 3 read it" in out
     code, out, err = harness_cli("validate", tiny_copy, "--require-all", "--track", "2")
     assert code == 0  # Track 2 embeds nothing: item_feature is not read
-    (tiny_copy / X1 / "item_info.parquet").unlink()
+    (tiny_copy / DATASET_DIR / "item_info.parquet").unlink()
     code, out, err = harness_cli("validate", tiny_copy, "--require-all", "--track", "2")
     assert code == 1 and "item_info.parquet" in out
 
@@ -173,7 +173,7 @@ def test_prediction_scores_nan_and_out_of_range(tmp_path, harness_cli):
 
 
 def test_prediction_against_test_ids(tiny_data, tmp_path, harness_cli):
-    test = tiny_data / X1 / "test.parquet"
+    test = tiny_data / DATASET_DIR / "test.parquet"
     n = pl.scan_parquet(test).select(pl.len()).collect().item()
     good = tmp_path / "prediction.csv"
     _prediction(n).write_csv(good)
@@ -202,7 +202,7 @@ def test_schema_checks_survive_pandera_switch_off(tiny_data, tmp_path):
 
 
 def test_writer_entry_points(tiny_data):
-    info = pl.read_parquet(tiny_data / X1 / "item_info.parquet")
+    info = pl.read_parquet(tiny_data / DATASET_DIR / "item_info.parquet")
     assert validate_item_info(info, n_items=info.height - 1) == []
     assert [f.id for f in validate_item_info(info, n_items=info.height)] == ["data.item_count"]
     pred = _prediction(5)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.errors import UserError
+from core.errors import UserError
 from harness.synth import SCALES, WORLDS, generate, reference_aucs, resolve, simulate
 from harness.worlds import DEFAULT_WORLD, oracle_proba
 

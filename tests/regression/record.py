@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from pipeline_args import ARTIFACTS, PIPELINE_ARGS, fingerprint, run_pipeline  # noqa: E402
 
-from harness.io import sha256_file  # noqa: E402
+from core.io import sha256_file  # noqa: E402
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from harness.io import sha256_file
+from core.io import sha256_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_args import ARTIFACTS, PIPELINE_ARGS, ROOT, env, fingerprint, run_pipeline  # noqa: E402
@@ -70,26 +70,40 @@ def test_learns_beyond_popularity(first_run):
         assert result["auc"]["ours"][split] > result["auc"]["popularity"][split] + 0.005, split
 
 
-def test_same_seed_gives_identical_files(first_run, tmp_path):
+def test_same_seed_gives_identical_files_and_a_rerun_skips_every_stage(first_run, tmp_path):
+    """A second run (its own folder: no test changes the module's run) gives the same bytes; running it
+    again skips every stage and changes nothing."""
     out, _, _ = first_run
     second = tmp_path / "again"
     run_pipeline(second)
-    for rel in ARTIFACTS:
-        assert sha256_file(second / rel) == sha256_file(out / rel), rel
-
-
-def test_rerun_skips_finished_stages(first_run):
-    out, _, _ = first_run
-    before = {rel: sha256_file(out / rel) for rel in ARTIFACTS}
-    result = run_pipeline(out)
+    before = {rel: sha256_file(second / rel) for rel in ARTIFACTS}
+    assert before == {rel: sha256_file(out / rel) for rel in ARTIFACTS}
+    result = run_pipeline(second)
     assert result["status"].pop("preflight").startswith("passed")
     assert all(s.startswith("skipped") for s in result["status"].values()), result["status"]
-    assert {rel: sha256_file(out / rel) for rel in ARTIFACTS} == before
+    assert {rel: sha256_file(second / rel) for rel in ARTIFACTS} == before
 
 
-def test_a_stale_stage_replaces_the_submission(first_run):
+def test_track3_package_rerun_full(first_run, tmp_path):
+    """`verify --rerun full` on the Track 3 submission: Task 1 embed, Task 2 train and predict from the package,
+    within the verifier's bounds of the recorded run (on the CPU with the same seed: the same AUC)."""
+    from harness.verify import render, verify_package
+
+    out, result, _ = first_run
+    pkg = tmp_path / "submission"
+    shutil.copytree(out / "submission", pkg)
+    report = verify_package(pkg, data=out / "data", rerun="full")
+    assert report.ok, render(report)
+    full = report.rerun["full"]
+    assert [s["name"] for s in full["steps"]] == ["task1", "task2", "predict"]
+    assert full["valid_auc"] == pytest.approx(full["recorded_valid_auc"], abs=1e-9)
+    assert full["spearman"] >= 0.999
+
+
+def test_a_stale_stage_replaces_the_submission(tmp_path):
     """A stage whose stamp no longer matches runs again, and package replaces RUN_DIR/submission."""
-    out, _, _ = first_run
+    out = tmp_path / "run"
+    run_pipeline(out)
     (out / "stamps" / "package.json").unlink()
     (out / "submission" / "stale.txt").write_text("from an older package")
     result = run_pipeline(out)

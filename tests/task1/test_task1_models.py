@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import UserError
+from core.errors import UserError
 from task1.models import ImageEncoder, TextEncoder, decode_image, folder_sha256, resolve
 
 CPU = torch.device("cpu")

@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 import torch
 
-from harness.errors import UserError
-from harness.io import sha256_file
+from core.errors import UserError
+from core.io import sha256_file
 from task1 import cache as C
 from task1.data import read_histories, read_items
 from task1.models import ImageEncoder, decode_image
@@ -70,7 +70,7 @@ def test_item_info_schema_and_record(reference_run, synth_tiny):
     assert frame["item_tags"].to_list() == official["item_tags"].to_list()
     assert doc["item_tags"]["equal_to_dataset_item_info"] is True and doc["item_tags"]["source"].startswith("copied")
     assert doc["item_tags"]["items_whose_item_feature_last_five_differ"] == 0
-    assert doc["schema_check"] == "harness.schemas.validate_item_info"
+    assert doc["schema_check"] == "core.schemas.validate_item_info"
 
     rec = json.loads((out / "task1.json").read_text())
     assert rec["profile"] == "reference" and rec["seed"] == 0 and rec["seeding"]["deterministic_algorithms"]
@@ -310,9 +310,9 @@ def test_strict_names_an_unreadable_cover(tiny_cfg, data_copy, tmp_path, capsys)
 
 
 def test_covers_beyond_the_maximum_share_stop_the_run(tiny_cfg, data_copy, tmp_path):
-    """harness.covers' policy in embed: 400 items allow 4 bad covers (1 %). Five missing stop the run before
+    """core.covers' policy in embed: 400 items allow 4 bad covers (1 %). Five missing stop the run before
     anything is encoded; four missing and one corrupt stop it at the merge, once decoding has found it."""
-    from harness.covers import MAX_BAD_SHARE
+    from core.covers import MAX_BAD_SHARE
 
     assert MAX_BAD_SHARE == 0.01
     images = data_copy / "item_images"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import UserError
+from core.errors import UserError
 from task1.cache import shard_chunks
 from task1.config import make_config
 from task1.data import Histories, left_pad_tags

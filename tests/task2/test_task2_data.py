@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import torch
 
-from harness.errors import UserError
+from core.errors import UserError
 from task2.data import batch_order, gather, iterate_batches, read_item_info, read_split, split_path
 
 

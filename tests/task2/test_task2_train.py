@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 import torch
 
-from harness.errors import UserError
-from harness.io import sha256_file
-from harness.metrics import auc
+from core.errors import UserError
+from core.io import sha256_file
+from core.metrics import auc
 from task2.data import read_split, split_path
 from task2.predict import load_run, predict, score_split
 from task2.train import load_train_config, train

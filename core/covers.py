@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import Finding, error, warning
+from core.errors import Finding, error, warning
 
 MAX_BAD_SHARE = 0.01  # at most 1 % of the items may have a missing or unreadable cover
 LISTED = 5  # item ids named in a one-line message

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, random, numpy as np, torch
-from harness.seeding import seed_everything
+from core.seeding import seed_everything
 first = seed_everything(7)
 a = (random.random(), float(np.random.rand()), float(torch.rand(1)))
 again = seed_everything(7)

@@ -22,13 +22,11 @@ import polars as pl
 from pandera.config import ValidationDepth, config_context
 from pandera.engines import polars_engine as pe
 
-from harness.errors import Finding, error
+from core.challenge import HISTORY_LEN, SCORE_COLUMNS, TAGS_LEN
+from core.errors import Finding, error
 
-SEQ_LEN = 64
-TAGS_LEN = 5
 EMB_DIM = 128
 LEVEL_MAX = 10  # likes_level / views_level buckets 1..10, vocabulary 11 with padding 0
-TRACK_COLUMNS = ("Task1", "Task2", "Task1&2")
 
 
 def _array(inner, width: int):
@@ -50,7 +48,7 @@ class TrainRows(_Strict):
     """train.parquet and valid.parquet."""
 
     user_id: pl.Int64
-    item_seq: pe.Array = _array(pl.Int64, SEQ_LEN)
+    item_seq: pe.Array = _array(pl.Int64, HISTORY_LEN)
     item_id: pl.Int64
     likes_level: pl.Int64
     views_level: pl.Int64
@@ -62,7 +60,7 @@ class TestRows(_Strict):
 
     ID: pl.Int64
     user_id: pl.Int64
-    item_seq: pe.Array = _array(pl.Int64, SEQ_LEN)
+    item_seq: pe.Array = _array(pl.Int64, HISTORY_LEN)
     item_id: pl.Int64
     likes_level: pl.Int64
     views_level: pl.Int64
@@ -189,7 +187,7 @@ def row_checks(kind: str, n_items: int | None = None) -> list[RowCheck]:
     checks: list[RowCheck] = []
     if kind in ("train", "valid", "test"):
         checks += [RowCheck("user_id_positive", "user_id", pl.col("user_id") >= 1, "user_id must be >= 1"),
-                   _left_padded("item_seq", SEQ_LEN), *_levels()]
+                   _left_padded("item_seq", HISTORY_LEN), *_levels()]
         if kind == "test":
             checks.append(_positional("ID", 0, "test ID must be 0..n-1 in file order"))
         else:
@@ -223,7 +221,7 @@ def row_checks(kind: str, n_items: int | None = None) -> list[RowCheck]:
             checks.append(_array_in_vocab("item_seq", n_items, list_type=True))
     elif kind == "prediction":
         checks += [_positional("ID", 0, "ID must be 0..n-1 ascending, in test order")]
-        for c in TRACK_COLUMNS:
+        for c in SCORE_COLUMNS:
             checks.append(RowCheck(f"{c}_score", c, pl.col(c).is_finite() & pl.col(c).is_between(0.0, 1.0),
                                    f"{c} scores must be finite and in [0, 1]"))
     elif kind == "ground_truth":
@@ -268,10 +266,10 @@ def validate_frame(frame: pl.DataFrame, kind: str, path: str = "", n_items: int 
         raise TypeError("validate_frame needs an eager polars DataFrame (a LazyFrame gets schema-only checks)")
     findings: list[Finding] = []
     if kind == "prediction":
-        score_cols = [c for c in TRACK_COLUMNS if c in frame.columns]
+        score_cols = [c for c in SCORE_COLUMNS if c in frame.columns]
         if not score_cols:
             findings.append(error("schema.prediction_columns",
-                                  f"no score column: expected ID and one or more of {', '.join(TRACK_COLUMNS)}; "
+                                  f"no score column: expected ID and one or more of {', '.join(SCORE_COLUMNS)}; "
                                   f"got {', '.join(frame.columns) or 'nothing'}", path))
     schema = schema_for(kind, frame.columns, n_items)
     checks = {rc.name: rc for rc in row_checks(kind, n_items)}

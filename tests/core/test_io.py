@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness.io import atomic_path, write_text_atomic
+from core.io import atomic_path, write_text_atomic
 
 
 def test_atomic_write_has_the_umask_mode(tmp_path):

@@ -1,6 +1,6 @@
 """SPDX licence ids: which count as open source, and the id a recorded licence string starts with.
 
-A leaf module (it imports nothing of the project), so that Task 1 can normalise a stated licence without
+In the core layer, so that Task 1 can normalise a stated licence without
 reaching the rules, which import Task 2 (T3-DISJOINT).
 """
 

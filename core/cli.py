@@ -1,0 +1,29 @@
+"""The runner every command line of the project goes through: a UserError ends as one line and its exit code."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from core.errors import UserError
+
+
+def run_click(command: click.Command, args=None, prog_name: str | None = None) -> None:
+    """Run a click command; a UserError becomes one line on stderr and its exit code."""
+    try:
+        rc = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except UserError as e:
+        click.echo(e.one_line(), err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except click.UsageError as e:
+        hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        click.echo(f"error: {' '.join(e.format_message().split())}{hint}", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"error: {' '.join(e.format_message().split())}", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
