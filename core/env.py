@@ -55,3 +55,29 @@ def fingerprint() -> dict:
         },
         "git": git_state(),
     }
+
+
+def resolve_device(name: str, local_rank: int | None = None):
+    """`auto`, `cpu`, `cuda` or `cuda:N` -> a torch.device; `cuda` with `local_rank` is that rank's GPU.
+
+    Raises UserError for a CUDA device torch cannot see and for any other name (one line, what to pass).
+    """
+    import re
+
+    import torch
+
+    from core.errors import UserError
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or re.fullmatch(r"cuda:\d+", name):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}, but torch {torch.__version__} sees no CUDA device; use --device cpu")
+        if ":" in name:
+            if int(name.split(":")[1]) >= torch.cuda.device_count():
+                raise UserError(f"--device {name}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+            return torch.device(name)
+        return torch.device("cuda" if local_rank is None else f"cuda:{local_rank}")
+    raise UserError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")

@@ -40,6 +40,7 @@ import polars as pl
 import torch
 
 from core.covers import MAX_BAD_SHARE, limit_text, over_limit, scan_covers
+from core.env import resolve_device
 from core.errors import EXIT_FINDINGS, UserError
 from core.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
 from task1 import cache as C
@@ -54,16 +55,6 @@ MAX_LISTED = 1000  # problem item ids listed in task1.json per kind
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device cuda, but torch {torch.__version__} sees no CUDA device; use --device cpu")
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {device!r}; choose cpu, cuda or auto")
-    return torch.device(device)
 
 
 def make_caches(out_dir: Path, cfg: Task1Config, items: Items) -> dict[str, C.ModalityCache]:
@@ -279,13 +270,10 @@ def check_item_info(frame: pl.DataFrame, n: int, path: Path) -> str:
         problems.append("row 0 is not all zeros")
     if not np.all(np.isfinite(emb)) or np.any(np.abs(norms - 1.0) > 1e-6):
         problems.append("an embedding row is not finite or not unit length")
-    try:
-        from core.schemas import validate_item_info
-    except ImportError:
-        validate_item_info, checker = None, "task1 invariants only (core.schemas not available)"
-    if validate_item_info is not None:
-        checker = "core.schemas.validate_item_info"
-        problems += [f.message for f in validate_item_info(frame, n_items=n) if f.severity == "error"]
+    from core.schemas import validate_item_info
+
+    checker = "core.schemas.validate_item_info"
+    problems += [f.message for f in validate_item_info(frame, n_items=n) if f.severity == "error"]
     if problems:
         raise UserError(f"item_info failed its check before writing: {problems[0]} ({len(problems)} problems); "
                         f"this is a bug in task1, please report it", path=path, exit_code=EXIT_FINDINGS)

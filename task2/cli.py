@@ -64,9 +64,9 @@ def train(data_dir, item_info, out_dir, config_path, model_class, seed, device, 
 def predict(run_dir, data_dir, out_dir, track, device) -> int:
     """Score the test split with a trained run; write prediction.csv and prediction.zip."""
     from task2.predict import predict as run_predict
-    from task2.train import resolve_device
+    from core.env import resolve_device
 
-    doc = run_predict(run_dir, data_dir, out_dir, track=int(track), device=resolve_device(device))
+    doc = run_predict(run_dir, data_dir, out_dir, track=int(track), device=resolve_device(device, 0))
     click.echo(f"wrote {out_dir / 'prediction.csv'} ({doc['rows']:,} rows, column {doc['column']}) and "
                f"prediction.zip in {doc['timings_s']['total']:.1f} s")
     return 0

@@ -43,7 +43,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from core.env import fingerprint
+from core.env import fingerprint, resolve_device
 from core.errors import UserError
 from core.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
 from core.metrics import auc as roc_auc
@@ -174,16 +174,6 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device("cpu")
-
-
 def amp_dtype_for(device: torch.device, amp: bool = True) -> torch.dtype | None:
     """The autocast dtype of training: None off CUDA (or with amp off); bf16 where the GPU computes it
     natively (compute capability 8.0 or more: A100, L4, H100); fp16, with a GradScaler, below (a T4 is
@@ -250,7 +240,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     # --- processes, seeds, device ---------------------------------------------------------------
     seeding = seed_everything(cfg.seed, deterministic=cfg.deterministic)  # before CUDA initialises
     rank, local_rank, world = _dist_info()
-    device = resolve_device(cfg.device, local_rank)
+    device = resolve_device(cfg.device, local_rank)  # core.env
     if world > 1:
         import torch.distributed as dist
 
