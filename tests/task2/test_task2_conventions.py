@@ -1,4 +1,4 @@
-"""Project conventions for task2/ held by a test: no task1, no pretrained-model library, safe loading."""
+"""Project conventions for task2/ held by a test: nothing the rules ban is loaded at run time, safe loading."""
 
 from __future__ import annotations
 
@@ -9,25 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted((ROOT / "task2").glob("*.py"))
-BANNED = {"task1", "transformers", "sentence_transformers", "timm", "open_clip", "clip", "huggingface_hub",
-          "tokenizers", "pandas", "fuxictr"}
-
-
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def test_task2_sources_import_no_banned_module():
-    assert SOURCES, "task2/*.py not found"
-    for path in SOURCES:
-        bad = _imports(path) & BANNED
-        assert not bad, f"{path.name} imports {sorted(bad)}"
+# Which imports Task 2 may not make is the rules' business (T2-NO-PRETRAINED, NO-ENSEMBLE-TREE and T3-DISJOINT,
+# which tests/harness/test_rules.py runs on packages of this code); here, what importing task2 loads at run time.
 
 
 def test_torch_load_only_with_weights_only():
@@ -40,9 +23,13 @@ def test_torch_load_only_with_weights_only():
                     f"{path.name}:{node.lineno} torch.load without weights_only=True"
 
 
-def test_importing_task2_pulls_in_no_banned_module():
-    code = ("import sys, task2.cli, task2.train, task2.predict, task2.data, task2.model; "
-            f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(BANNED)!r}); print(bad)")
+def test_importing_task2_pulls_in_nothing_the_rules_ban():
+    """At run time, not only in the source: importing every task2 module loads no pretrained-model library,
+    no tree or ensemble library and nothing of task1 (the lists are the rules' own)."""
+    code = ("import sys, torch; before = set(sys.modules); "  # torch loads torch.hub itself
+            "import task2.cli, task2.train, task2.predict, task2.data, task2.model, task2.din, task2.plain; "
+            "from harness.rules.code_rules import BANNED, PRETRAINED; from harness.rules.pysource import matches; "
+            "print(sorted(m for m in set(sys.modules) - before if matches(m, PRETRAINED + BANNED + ('task1',))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
