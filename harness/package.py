@@ -33,15 +33,17 @@ import click
 
 from core.errors import UserError
 from core.io import sha256_file
-from harness.rules.context import CODE_DIRS
+from harness.rules.context import CODE_DIRS, LAYOUT
+from harness.rules.context import CODE_FILES as LAYOUT_CODE_FILES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CODE_FILES = ("pyproject.toml", "requirements.lock", "run_tests.sh")
+# the package layout is declared once, in harness/rules/context.py (LAYOUT, CODE_DIRS, CODE_FILES): the packager
+# copies by it and the verifier checks by it
+CODE_FILES = tuple(f for f in LAYOUT_CODE_FILES if f != "reproduce.sh")  # reproduce.sh is written, not copied
 SKIP_NAMES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints")
-TASK2_ROLES = {"model.safetensors": "task2_checkpoint", "model_args.json": "task2_args", "config.json": "config",
-               "run.json": "task2_record", "metrics.jsonl": "metrics"}
-TASK1_ROLES = {"item_info.parquet": "task1_embeddings", "task1.json": "task1_record",
-               "reducer.safetensors": "task1_reducer", "reducer.npz": "task1_reducer"}
+TASK2_ROLES = {rel.rsplit("/", 1)[1]: role for rel, role in LAYOUT.items()
+               if rel.startswith("outputs/task2/") and role != "figure"}
+TASK1_ROLES = {rel.rsplit("/", 1)[1]: role for rel, role in LAYOUT.items() if rel.startswith("outputs/task1/")}
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".joblib", ".npz", ".onnx",
                    ".h5")
 REPRO_ENV = {"PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
@@ -140,17 +142,20 @@ def _expected_state(package_root: Path, args: dict, args_path: Path, log) -> dic
     return json.loads(proc.stdout)
 
 
-def _steps(track: int, task1: dict | None, device: str) -> list[dict]:
-    """The reproduce commands, as data: module + args with {data}, {work}, {device} placeholders."""
+def reproduce_steps(track: int, task1: dict | None, device: str, configs: str = "configs") -> list[dict]:
+    """The Task 1, Task 2 and predict commands, declared once, as data: module + args with {data}, {work},
+    {device} placeholders. A package's reproduce.sh, REPRODUCE.md and manifest, the verifier's `--rerun
+    full` (harness.rules.trust_rules.trusted_steps) and `./reproduce.sh`'s embed, train and predict stages
+    (harness.pipeline, with `configs` its RUN_DIR/configs) all run these."""
     steps = []
     if track in (1, 3):
         args = ["--data", "{data}", "--out", "{work}/task1", "--profile", str(task1.get("profile", "reference")),
-                "--config", "configs/task1.json", "--seed", str(task1.get("seed", 0)), "--device", "{device}"]
+                "--config", f"{configs}/task1.json", "--seed", str(task1.get("seed", 0)), "--device", "{device}"]
         steps.append({"name": "task1", "module": "task1", "args": args})
     train = ["train", "--data", "{data}"]
     if track in (1, 3):
         train += ["--item-info", "{work}/task1/item_info.parquet"]
-    train += ["--out", "{work}/task2", "--config", "configs/task2.json", "--device", "{device}"]
+    train += ["--out", "{work}/task2", "--config", f"{configs}/task2.json", "--device", "{device}"]
     steps.append({"name": "task2", "module": "task2", "args": train})
     steps.append({"name": "predict", "module": "task2", "args": [
         "predict", "--run", "{work}/task2", "--data", "{data}", "--out", "{work}/prediction", "--track", str(track),
@@ -338,7 +343,7 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
             b.write("configs/task1.json", json.dumps(task1_doc.get("config", {}), indent=2, sort_keys=True) + "\n",
                     "config")
         device = "cuda" if str(run_doc.get("device", "cpu")).startswith("cuda") else "cpu"
-        steps = _steps(track, task1_doc, device)
+        steps = reproduce_steps(track, task1_doc, device)
         b.write("reproduce.sh", reproduce_sh(steps, device), "code")
         os.chmod(tmp / "reproduce.sh", 0o755)
         b.write("LICENSE", _license(code_root, license, holder), "license")

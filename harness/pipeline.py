@@ -31,6 +31,7 @@ import click
 from core.challenge import DATASET_DIR, TRACK_COLUMNS
 from core.errors import UserError
 from core.io import write_json_atomic
+from harness.package import reproduce_steps
 from harness.stamps import HashCache, digest
 from harness.worlds import DEFAULT_WORLD, WORLDS
 
@@ -106,16 +107,6 @@ def harness_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "harness", *map(str, args)]
 
 
-def with_config(cmd: list[str], inputs: list[Path], cfg: dict, path: Path) -> list[Path]:
-    """With a non-empty `cfg`: write it to `path`, pass it as `--config`, and count it among the stage's
-    inputs (so changing --reducer or a model re-runs the stage). Returns the inputs."""
-    if not cfg:
-        return inputs
-    write_json_atomic(path, cfg)
-    cmd += ["--config", str(path)]
-    return [*inputs, path]
-
-
 def task1_overrides(o: dict) -> dict:
     """The settings over the Task 1 profile that the options give (RUN_DIR/configs/task1.json)."""
     cfg = dict(HARDWARE[o["hardware"]]["task1"])
@@ -145,29 +136,37 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     stages.append(Stage("validate", harness_cmd("validate", data, "--require-all", "--track", track, *strict),
                         every_file, []))
 
+    # embed, train and predict: the commands a package's reproduce.sh runs (harness.package.reproduce_steps),
+    # on RUN_DIR's folders and configs, with what only a pipeline run adds (--strict, --overwrite, --epochs)
+    configs = run / "configs"
+    steps = {s["name"]: s for s in reproduce_steps(int(track), {"profile": o["profile"], "seed": o["seed"]},
+                                                   o["device"], configs=str(configs))}
+    fill = {"{data}": str(data), "{work}": str(run), "{device}": o["device"]}
+
+    def step_cmd(name: str) -> list[str]:
+        args = steps[name]["args"]
+        for key, value in fill.items():
+            args = [a.replace(key, value) for a in args]
+        return [sys.executable, "-m", steps[name]["module"], *args]
+
     if track == "2":  # Task 2 only: the provided embeddings, byte for byte
         item_info = data / DATASET_DIR / "item_info.parquet"
     else:
-        cmd = harness_cmd("embed", "--data", data, "--out", paths["task1"], "--profile", o["profile"],
-                          "--seed", seed, "--device", o["device"], *strict)
         reads = [data / "item_feature.parquet", data / "item_images", data / DATASET_DIR / "train.parquet",
                  data / DATASET_DIR / "item_info.parquet"]  # titles and tags, covers, histories, the official item_tags
-        inputs = with_config(cmd, reads, task1_overrides(o), run / "configs" / "task1.json")
-        stages.append(Stage("embed", cmd, inputs, [paths["task1"] / "item_info.parquet"]))
+        write_json_atomic(configs / "task1.json", task1_overrides(o))
+        stages.append(Stage("embed", step_cmd("task1") + strict, [*reads, configs / "task1.json"],
+                            [paths["task1"] / "item_info.parquet"]))
         item_info = paths["task1"] / "item_info.parquet"
     paths["item_info"] = item_info
 
-    cmd = harness_cmd("train", "--data", data, "--item-info", item_info, "--out", paths["task2"], "--seed", seed,
-                      "--device", o["device"], "--overwrite")
-    if track == "1":
-        cmd += ["--model", "DIN"]
-    train_inputs = with_config(cmd, [data / DATASET_DIR / "train.parquet", data / DATASET_DIR / "valid.parquet", item_info],
-                               dict(HARDWARE[o["hardware"]]["task2"]), run / "configs" / "task2.json")
-    if o["epochs"]:
-        cmd += ["--epochs", str(o["epochs"])]
-    stages.append(Stage("train", cmd, train_inputs, [paths["task2"] / "model.safetensors"]))
-    stages.append(Stage("predict", harness_cmd("predict", "--run", paths["task2"], "--data", data, "--out",
-                                               paths["prediction"], "--track", track, "--device", o["device"]),
+    # the run's seed and, for Track 1, the baseline DIN, in the config file as a package carries them
+    task2_cfg = {**HARDWARE[o["hardware"]]["task2"], "seed": int(seed), **({"model_class": "DIN"} if track == "1" else {})}
+    write_json_atomic(configs / "task2.json", task2_cfg)
+    cmd = step_cmd("task2") + ["--overwrite"] + (["--epochs", str(o["epochs"])] if o["epochs"] else [])
+    stages.append(Stage("train", cmd, [data / DATASET_DIR / "train.parquet", data / DATASET_DIR / "valid.parquet",
+                                       item_info, configs / "task2.json"], [paths["task2"] / "model.safetensors"]))
+    stages.append(Stage("predict", step_cmd("predict"),
                         [data / DATASET_DIR / "test.parquet", paths["task2"] / "model.safetensors"],
                         [paths["prediction"] / "prediction.csv"]))
     # RUN_DIR/submission is the pipeline's own output: a re-run after an upstream change replaces it

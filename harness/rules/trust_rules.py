@@ -97,7 +97,7 @@ def pyproject_problems(data: bytes) -> list[str]:
 
 def trusted_steps(ctx) -> tuple[list[dict] | None, str]:
     """The reproduce steps the verifier's own `harness package` writes for this package, and its device."""
-    from harness.package import _steps
+    from harness.package import reproduce_steps
 
     run = ctx.run_record() or {}
     device = "cuda" if str(run.get("device", "cpu")).startswith("cuda") else "cpu"
@@ -106,7 +106,7 @@ def trusted_steps(ctx) -> tuple[list[dict] | None, str]:
     task1 = ctx.task1_record() if ctx.track in (1, 3) else None
     if ctx.track in (1, 3) and task1 is None:
         return None, device
-    return _steps(ctx.track, task1, device), device
+    return reproduce_steps(ctx.track, task1, device), device
 
 
 @rule("PKG-LAYOUT", "every file is where `harness package` puts it (no extra top-level files, no code among "
