@@ -98,12 +98,12 @@ def dataset_split(data: Path):
 def build_model(n_items: int, item_emb, model_overrides: dict, device, seed: int):
     import torch
 
-    from task2.config import config_from_dict
+    from core.config import from_dict
     from task2.model import MODEL_CLASSES
 
     model_cls, cfg_cls = MODEL_CLASSES["SASRecDCN"]
     torch.manual_seed(seed)
-    cfg = config_from_dict(cfg_cls, dict(model_overrides, n_items=n_items))
+    cfg = from_dict(cfg_cls, dict(model_overrides, n_items=n_items))
     return model_cls(cfg, item_emb).to(device), cfg
 
 

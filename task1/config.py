@@ -21,11 +21,11 @@ unknown licence; the stated id is recorded as stated.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.config import from_dict, read_json_object
 from core.errors import UserError
 
 MODALITIES = ("image", "text")
@@ -104,18 +104,6 @@ PROFILES = {
 }
 
 
-def _nested(cls, value, where: str):
-    if isinstance(value, cls):
-        return value
-    if not isinstance(value, dict):
-        raise UserError(f"`{where}` must be an object with keys {', '.join(f.name for f in fields(cls))}")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(value) - names)
-    if unknown:
-        raise UserError(f"unknown key `{where}.{unknown[0]}`; known keys: {', '.join(sorted(names))}")
-    return replace(cls(), **{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-
-
 def make_config(profile: str = "reference", overrides: dict | None = None, source: str | None = None) -> Task1Config:
     """The profile's settings with `overrides` (from a config file or the command line) applied.
 
@@ -124,26 +112,12 @@ def make_config(profile: str = "reference", overrides: dict | None = None, sourc
     """
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    cfg = PROFILES[profile]
     overrides = dict(overrides or {})
     overrides.pop("profile", None)
-    names = {f.name: f for f in fields(Task1Config)}
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise UserError(f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(names))}", path=source)
     try:
-        values = {}
-        for key, value in overrides.items():
-            if key == "contrastive":
-                value = _nested(ContrastiveConfig, value, key)
-            elif key == "quality":
-                value = _nested(QualityConfig, value, key)
-            elif key == "modalities":
-                value = tuple(value)
-            values[key] = value
-        cfg = replace(cfg, **values)
-    except UserError as e:
-        raise UserError(e.message, path=source) from None
+        cfg = from_dict(Task1Config, overrides, base=PROFILES[profile])
+    except ValueError as e:
+        raise UserError(str(e), path=source) from None
     check_config(cfg, source)
     return cfg
 
@@ -181,13 +155,4 @@ def check_config(cfg: Task1Config, source: str | None = None) -> None:
 
 def load_config_file(path: str | Path) -> dict:
     """Read a JSON object of overrides from `path` (one-line UserError when missing or malformed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError("config file not found; pass an existing JSON file to --config", path=path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"config file is not valid JSON ({e}); fix it or leave --config out", path=path) from None
-    if not isinstance(data, dict):
-        raise UserError("config file must hold a JSON object of settings", path=path)
-    return data
+    return read_json_object(path)

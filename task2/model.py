@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from task2.config import config_from_dict
+from core.config import from_dict
 from task2.din import DIN, DINConfig
 from task2.layers import MLP, CrossNetV2, ItemEncoder
 from task2.plain import MeanPoolMLP, MeanPoolMLPConfig
@@ -423,7 +423,7 @@ def build_model(args: dict, item_emb: torch.Tensor | None = None, item_tags: tor
     if name not in MODEL_CLASSES:
         raise ValueError(f"unknown model_class {name!r}; known: {sorted(MODEL_CLASSES)}")
     cls, cfg_cls = MODEL_CLASSES[name]
-    cfg = config_from_dict(cfg_cls, args["config"])
+    cfg = from_dict(cfg_cls, args["config"])
     if cls is DIN:
         return DIN(cfg, item_emb, item_tags)
     return cls(cfg, item_emb)

@@ -43,13 +43,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from core.config import from_dict, read_json_object
 from core.env import fingerprint, resolve_device
 from core.errors import UserError
 from core.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
 from core.metrics import auc as roc_auc
 from core.seeding import seed_everything, torch_generator
 from task2.data import iterate_batches, read_item_info, read_split, split_path
-from task2.config import config_from_dict
 from task2.din import DINConfig
 from task2.model import MODEL_CLASSES, build_model, model_args
 from task2.predict import score_split
@@ -143,28 +143,18 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfi
     With model_class "DIN" the defaults are DIN_BASELINE_TRAIN's. A bad key or value is a UserError
     naming the file.
     """
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError("config file not found", path=path)
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"not valid JSON: {e}", path=path) from e
-        if not isinstance(values, dict):
-            raise UserError("the config must be a JSON object of TrainConfig fields", path=path)
+    values: dict = {} if path is None else read_json_object(path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("model_class") == "DIN":
         # batch size and learning rate fitted to the data unless either is given
         fit = "batch_size" not in values and "learning_rate" not in values
         values = {**DIN_BASELINE_TRAIN, "fit_to_data": fit, **values}
     try:
-        cfg = config_from_dict(TrainConfig, values)
+        cfg = from_dict(TrainConfig, values)
         _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
-        config_from_dict(model_cfg_cls, dict(cfg.model))  # check model keys early, before reading data
+        from_dict(model_cfg_cls, dict(cfg.model), where="model.")  # check model keys early, before reading data
     except (ValueError, TypeError, KeyError) as e:
-        raise UserError(f"bad config: {e}", path=path) from e
+        raise UserError(str(e), path=path) from None
     return cfg
 
 

@@ -59,7 +59,7 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
     from core.env import fingerprint
     from core.io import sha256_file
     from task2.data import read_item_info
-    from task2.config import config_from_dict
+    from core.config import from_dict
     from task2.model import MODEL_CLASSES, model_args
     from task2.predict import predict
     from task2.train import TrainConfig
@@ -82,7 +82,7 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
     if model_class == "DIN":
         values["n_tags"] = items.n_tags
     torch.manual_seed(seed)
-    cfg = config_from_dict(cfg_cls, values)
+    cfg = from_dict(cfg_cls, values)
     model = cls(cfg, items.item_emb, items.item_tags) if model_class == "DIN" else cls(cfg, items.item_emb)
     t2 = root / "task2"
     t2.mkdir(parents=True, exist_ok=True)

@@ -397,7 +397,7 @@ def test_bad_options_and_config(tmp_path, capsys, synth_tiny):
     cfg = tmp_path / "c.json"
     cfg.write_text('{"image_batch_size": 8, "colour": 1}')
     code, _, err = embed_cli(capsys, *base, "--config", cfg)
-    assert code == 2 and err.startswith(f"error: {cfg}: unknown key 'colour'")
+    assert code == 2 and err.startswith(f"error: {cfg}: unknown key `colour`; known keys: ")
     cfg.write_text("{not json")
     code, _, err = embed_cli(capsys, *base, "--config", cfg)
     assert code == 2 and "not valid JSON" in err and err.count("\n") == 1

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from task2.config import config_from_dict
+from core.config import from_dict
 from task2.din import DIN, DINAttention, DINConfig
 from task2.layers import MLP, CrossNetV2, ItemEncoder
 from task2.model import EncoderBlock, SASRecDCN, SASRecDCNConfig, SequenceEncoder, build_model, model_args
@@ -329,17 +329,17 @@ def test_build_model_roundtrip_strict(make):
 
 
 def test_config_from_dict_errors():
-    with pytest.raises(ValueError, match="unknown SASRecDCNConfig key"):
-        config_from_dict(SASRecDCNConfig, {"n_layer": 2})
-    with pytest.raises(ValueError, match="must be an integer"):
-        config_from_dict(SASRecDCNConfig, {"n_layers": 2.5})
-    with pytest.raises(ValueError, match="list of integers"):
-        config_from_dict(SASRecDCNConfig, {"mlp_dims": 64})
+    with pytest.raises(ValueError, match="unknown key `n_layer`; known keys: "):
+        from_dict(SASRecDCNConfig, {"n_layer": 2})
+    with pytest.raises(ValueError, match="`n_layers` must be an integer, got 2.5"):
+        from_dict(SASRecDCNConfig, {"n_layers": 2.5})
+    with pytest.raises(ValueError, match="`mlp_dims` must be a list, got 64"):
+        from_dict(SASRecDCNConfig, {"mlp_dims": 64})
     with pytest.raises(ValueError, match="divisible"):
-        config_from_dict(SASRecDCNConfig, {"n_heads": 5})
+        from_dict(SASRecDCNConfig, {"n_heads": 5})
     with pytest.raises(ValueError, match="pooling"):
-        config_from_dict(SASRecDCNConfig, {"pooling": "max"})
-    assert config_from_dict(SASRecDCNConfig, {"mlp_dims": [8, 4], "dropout": 0}).mlp_dims == (8, 4)
+        from_dict(SASRecDCNConfig, {"pooling": "max"})
+    assert from_dict(SASRecDCNConfig, {"mlp_dims": [8, 4], "dropout": 0}).mlp_dims == (8, 4)
     with pytest.raises(ValueError, match="unknown model_class"):
         build_model({"model_class": "Wide", "config": {}})
 

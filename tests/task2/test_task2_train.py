@@ -195,7 +195,7 @@ def test_cli_bad_config_key_and_value(harness_cli, mini_data, tmp_path):
     assert code == 2 and str(bad) in _one_error_line(err) and "epochz" in err
     bad.write_text(json.dumps({"model": {"n_layers": "two"}}))
     code, out, err = harness_cli("train", "--data", mini_data, "--out", tmp_path / "r", "--config", bad)
-    assert code == 2 and "n_layers must be an integer" in _one_error_line(err) and str(bad) in err
+    assert code == 2 and "`model.n_layers` must be an integer, got 'two'" in _one_error_line(err) and str(bad) in err
     bad.write_text("{not json")
     code, out, err = harness_cli("train", "--data", mini_data, "--out", tmp_path / "r", "--config", bad)
     assert code == 2 and "not valid JSON" in _one_error_line(err)
