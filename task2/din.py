@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from task2.layers import MLP, ItemEncoder
@@ -78,11 +79,23 @@ class DINAttention(nn.Module):
         return (w[..., None] * history).sum(dim=1)  # (B, D)
 
     def packed(self, target: torch.Tensor, history: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-        """target (B, D), history (P, D) the real history items, row (P,) the row of each -> (B, D)."""
+        """target (B, D), history (P, D) the real history items, row (P,) the row of each -> (B, D).
+
+        The scoring MLP's first layer is linear in [t, h, t - h, t * h], so with its weight split in four
+        blocks W = [Wt | Wh | Wd | Wp] it equals (Wt + Wd) t + (Wh - Wd) h + Wp (t * h) + b: the target's
+        part is computed once per row instead of once per slot, and a slot costs two D-wide products
+        instead of one 4D-wide one. Same parameters, same values up to float rounding (tests hold it to
+        the padded form); on short histories it removes about a third of DIN's training FLOPs.
+        """
+        first, rest = self.score[0].net[0], nn.Sequential(*self.score[0].net[1:], self.score[1])
+        d = target.shape[-1]
+        w = first.weight  # (U, 4D)
+        w_t, w_h, w_d, w_p = w[:, :d], w[:, d:2 * d], w[:, 2 * d:3 * d], w[:, 3 * d:]
+        per_row = F.linear(target, w_t + w_d, first.bias)  # (B, U)
         t = target.index_select(0, row)  # (P, D)
-        z = torch.cat([t, history, t - history, t * history], dim=-1)  # (P, 4D)
-        w = self.score(z)  # (P, 1)
-        return torch.zeros_like(target).index_add_(0, row, w * history)  # (B, D)
+        z = per_row.index_select(0, row) + F.linear(history, w_h - w_d) + F.linear(t * history, w_p)  # (P, U)
+        score = rest(z)  # (P, 1)
+        return torch.zeros_like(target).index_add_(0, row, score * history)  # (B, D)
 
 
 class DIN(nn.Module):
