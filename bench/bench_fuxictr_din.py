@@ -375,7 +375,7 @@ def ours_row(path: Path, oracle: dict | None = None, model_class: str = "DIN") -
 
 
 def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: int, max_train_minutes: float | None,
-         ours_json: Path, fit_to_data: bool, workdir: Path, out: Path | None) -> None:
+         ours_json: Path, fit_to_data: bool, seed: int | None, workdir: Path, out: Path | None) -> None:
     """The parent: make the venv and the data, train in the child, render the table, write the JSON."""
     import torch
 
@@ -395,6 +395,8 @@ def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: i
         n_train = pl.scan_parquet(data / "MicroLens_1M_x1" / "train.parquet").select(pl.len()).collect().item()
         fit = fit_din_tunables(n_train)
         params.update(batch_size=fit["batch_size"], learning_rate=fit["learning_rate"])
+    if seed is not None:  # FuxiCTR's seed_everything seed: another run of the same config, for its spread
+        params["seed"] = seed
     workdir.mkdir(parents=True, exist_ok=True)
     spec = {"data": str(data.resolve()), "workdir": str(workdir.resolve()), "epochs": epochs,
             "max_train_s": max_train_minutes * 60 if max_train_minutes else None, "threads": threads, "params": params, "result": str((workdir / "result.json").resolve())}
@@ -525,6 +527,8 @@ def cli():
     @click.option("--fit-to-data", is_flag=True,
                   help="batch_size and learning_rate from task2.train.fit_din_tunables for the train rows (what the "
                        "harness's Track 1 DIN uses) instead of the official 8192 / 1e-3.")
+    @click.option("--seed", type=int, default=None,
+                  help="FuxiCTR's seed [default: the baseline config's 20242025].")
     @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/fuxictr_din_run"),
                   show_default=True)
     @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),

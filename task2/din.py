@@ -87,14 +87,16 @@ class DINAttention(nn.Module):
         instead of one 4D-wide one. Same parameters, same values up to float rounding (tests hold it to
         the padded form); on short histories it removes about a third of DIN's training FLOPs.
         """
-        first, rest = self.score[0].net[0], nn.Sequential(*self.score[0].net[1:], self.score[1])
+        first = self.score[0].net[0]
         d = target.shape[-1]
         w = first.weight  # (U, 4D)
         w_t, w_h, w_d, w_p = w[:, :d], w[:, d:2 * d], w[:, 2 * d:3 * d], w[:, 3 * d:]
         per_row = F.linear(target, w_t + w_d, first.bias)  # (B, U)
         t = target.index_select(0, row)  # (P, D)
         z = per_row.index_select(0, row) + F.linear(history, w_h - w_d) + F.linear(t * history, w_p)  # (P, U)
-        score = rest(z)  # (P, 1)
+        for layer in self.score[0].net[1:]:  # the model's own modules (the re-run checks what ran forward)
+            z = layer(z)
+        score = self.score[1](z)  # (P, 1)
         return torch.zeros_like(target).index_add_(0, row, score * history)  # (B, D)
 
 
