@@ -163,6 +163,17 @@ def reproduce_steps(track: int, task1: dict | None, device: str, configs: str = 
     return steps
 
 
+def fill_step(step: dict, data: str | Path, work: str | Path, device: str) -> list[str]:
+    """One of `reproduce_steps` as the args it runs with: {data}, {work} and {device} filled in."""
+    subst = {"{data}": str(data), "{work}": str(work), "{device}": device}
+    args = []
+    for a in step["args"]:
+        for key, value in subst.items():
+            a = a.replace(key, value)
+        args.append(a)
+    return args
+
+
 def _shell(step: dict, script: bool = True) -> str:
     """One step as a shell line: "$DATA"-style variables in reproduce.sh, DATA-style words in REPRODUCE.md."""
     words = []

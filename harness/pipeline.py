@@ -31,7 +31,7 @@ import click
 from core.challenge import DATASET_DIR, TRACK_COLUMNS
 from core.errors import UserError
 from core.io import write_json_atomic
-from harness.package import reproduce_steps
+from harness.package import fill_step, reproduce_steps
 from harness.stamps import HashCache, digest
 from harness.worlds import DEFAULT_WORLD, WORLDS
 
@@ -141,13 +141,8 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     configs = run / "configs"
     steps = {s["name"]: s for s in reproduce_steps(int(track), {"profile": o["profile"], "seed": o["seed"]},
                                                    o["device"], configs=str(configs))}
-    fill = {"{data}": str(data), "{work}": str(run), "{device}": o["device"]}
-
     def step_cmd(name: str) -> list[str]:
-        args = steps[name]["args"]
-        for key, value in fill.items():
-            args = [a.replace(key, value) for a in args]
-        return [sys.executable, "-m", steps[name]["module"], *args]
+        return [sys.executable, "-m", steps[name]["module"], *fill_step(steps[name], data, run, o["device"])]
 
     if track == "2":  # Task 2 only: the provided embeddings, byte for byte
         item_info = data / DATASET_DIR / "item_info.parquet"

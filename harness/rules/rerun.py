@@ -204,16 +204,9 @@ def _steps(ctx, data: Path, work: Path, device: str) -> tuple[list[tuple[str, st
     steps, _ = trusted_steps(ctx)
     if not steps:
         return [], "the reproduce steps cannot be derived (unknown track, or no task1.json)"
-    subst = {"{data}": str(data), "{work}": str(work), "{device}": device}
-    out = []
-    for s in steps:
-        args = []
-        for a in s["args"]:
-            for k, v in subst.items():
-                a = a.replace(k, v)
-            args.append(a)
-        out.append((s["name"], s["module"], args))
-    return out, None
+    from harness.package import fill_step
+
+    return [(s["name"], s["module"], fill_step(s, data, work, device)) for s in steps], None
 
 
 def make_plan(ctx, tmp: Path, mode: str, device: str, timeout: float, use_sandbox: bool, hide=(),
