@@ -189,63 +189,38 @@ class _Batches:
         order = (torch.randperm(self.num_samples, generator=self.generator) if self.shuffle
                  else torch.arange(self.num_samples))
         for start in range(0, self.num_samples, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            seqs = self.item_seq[idx]  # (B, L)
-            ids = torch.cat([seqs, self.item_id[idx, None]], dim=1).reshape(-1)  # (B * (L + 1),)
-            batch = {k: v[idx] for k, v in self.columns.items()}
-            items = {k: v[ids] for k, v in self.item_table.items()}
-            yield batch, items, (seqs > 0).float()
+            yield self.batch(order[start:start + self.batch_size])
+
+    def batch(self, idx):
+        """The rows `idx` (B,) as (batch_dict, item_dict, mask)."""
+        seqs = self.item_seq[idx]  # (B, L)
+        ids = self.torch.cat([seqs, self.item_id[idx, None]], dim=1).reshape(-1)  # (B * (L + 1),)
+        batch = {k: v[idx] for k, v in self.columns.items()}
+        items = {k: v[ids] for k, v in self.item_table.items()}
+        return batch, items, (seqs > 0).float()
 
 
-def child(spec: dict) -> dict:
-    """Train, evaluate and predict with FuxiCTR in this process (the fuxictr venv); return the measurements."""
-    import logging
-    import resource
-    from importlib import metadata
-
+def item_tensors(data: Path) -> dict:
+    """item_info.parquet of `data` (MicroLens_1M_x1/) as tensors: item_id, item_tags, item_emb_d128 (row i = item i)."""
     import numpy as np
     import polars as pl
     import torch
+
+    info = pl.read_parquet(data / "item_info.parquet").sort("item_id")
+    table = {"item_id": torch.from_numpy(info["item_id"].to_numpy().astype(np.int64)),
+             "item_tags": torch.from_numpy(np.asarray(info["item_tags"].to_list(), dtype=np.int64)),
+             "item_emb_d128": torch.from_numpy(np.asarray(info["item_emb_d128"].to_list(), dtype=np.float32))}
+    if not bool((table["item_id"] == torch.arange(len(info))).all()):
+        raise SystemExit(f"{data / 'item_info.parquet'}: item_id must run 0..N-1 (row i = item i)")
+    return table
+
+
+def build_feature_map(params: dict, data: Path, work: Path, n_items: int, n_tags: int):
+    """FuxiCTR's FeatureMap for the baseline's features, built its way (FeatureProcessor + build_dataset with
+    rebuild_dataset=False, i.e. from the specs). Updates `params` with the paths FuxiCTR reads."""
     from fuxictr.features import FeatureMap
     from fuxictr.preprocess import FeatureProcessor, build_dataset
-    from fuxictr.pytorch.torch_utils import seed_everything
-    from sklearn.metrics import roc_auc_score
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s fuxictr %(message)s")
-    torch.set_num_threads(int(spec["threads"]))
-    params = dict(spec["params"])
-    seed_everything(seed=params["seed"])
-    data = Path(spec["data"]) / "MicroLens_1M_x1"
-    work = Path(spec["workdir"])
-
-    # --- data: the demo parquet files as tensors; item_info is positional (row i = item i) ---
-    t0 = time.perf_counter()
-    info = pl.read_parquet(data / "item_info.parquet").sort("item_id")
-    item_table = {"item_id": torch.from_numpy(info["item_id"].to_numpy().astype(np.int64)),
-                  "item_tags": torch.from_numpy(np.asarray(info["item_tags"].to_list(), dtype=np.int64)),
-                  "item_emb_d128": torch.from_numpy(np.asarray(info["item_emb_d128"].to_list(), dtype=np.float32))}
-    if not bool((item_table["item_id"] == torch.arange(len(info))).all()):
-        raise SystemExit(f"{data / 'item_info.parquet'}: item_id must run 0..N-1 (row i = item i)")
-
-    def split(name: str):
-        df = pl.read_parquet(data / f"{name}.parquet")
-        cols = {c: torch.from_numpy(df[c].to_numpy().astype(np.int64))
-                for c in ("user_id", "likes_level", "views_level") if c in df.columns}
-        if "label" in df.columns:
-            cols["label"] = torch.from_numpy(df["label"].to_numpy().astype(np.float32))
-        seq = torch.from_numpy(np.asarray(df["item_seq"].to_list(), dtype=np.int64))
-        ids = torch.from_numpy(df["item_id"].to_numpy().astype(np.int64))
-        row_ids = df["ID"].to_numpy() if "ID" in df.columns else None
-        return cols, seq, ids, row_ids
-
-    train_cols, train_seq, train_ids, _ = split("train")
-    valid_cols, valid_seq, valid_ids, _ = split("valid")
-    test_cols, test_seq, test_ids, test_row_ids = split("test")
-    load_s = time.perf_counter() - t0
-
-    # --- FuxiCTR's feature map, built the baseline's way (rebuild_dataset=False: from the specs) ---
-    n_items = len(info)
-    n_tags = int(item_table["item_tags"].max()) + 1
     feature_cols = [
         {"name": "user_id", "active": True, "dtype": "int", "type": "meta"},
         {"name": "item_seq", "active": True, "dtype": "int", "type": "meta"},
@@ -268,6 +243,52 @@ def child(spec: dict) -> dict:
     feature_map = FeatureMap(params["dataset_id"], str(work / "data" / params["dataset_id"]))
     feature_map.load(str(work / "data" / params["dataset_id"] / "feature_map.json"), params)
     (work / "checkpoints" / params["dataset_id"]).mkdir(parents=True, exist_ok=True)
+    return feature_map
+
+
+def child(spec: dict) -> dict:
+    """Train, evaluate and predict with FuxiCTR in this process (the fuxictr venv); return the measurements."""
+    import logging
+    import resource
+    from importlib import metadata
+
+    import numpy as np
+    import polars as pl
+    import torch
+    from fuxictr.pytorch.torch_utils import seed_everything
+    from sklearn.metrics import roc_auc_score
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s fuxictr %(message)s")
+    torch.set_num_threads(int(spec["threads"]))
+    params = dict(spec["params"])
+    seed_everything(seed=params["seed"])
+    data = Path(spec["data"]) / "MicroLens_1M_x1"
+    work = Path(spec["workdir"])
+
+    # --- data: the demo parquet files as tensors; item_info is positional (row i = item i) ---
+    t0 = time.perf_counter()
+    item_table = item_tensors(data)
+
+    def split(name: str):
+        df = pl.read_parquet(data / f"{name}.parquet")
+        cols = {c: torch.from_numpy(df[c].to_numpy().astype(np.int64))
+                for c in ("user_id", "likes_level", "views_level") if c in df.columns}
+        if "label" in df.columns:
+            cols["label"] = torch.from_numpy(df["label"].to_numpy().astype(np.float32))
+        seq = torch.from_numpy(np.asarray(df["item_seq"].to_list(), dtype=np.int64))
+        ids = torch.from_numpy(df["item_id"].to_numpy().astype(np.int64))
+        row_ids = df["ID"].to_numpy() if "ID" in df.columns else None
+        return cols, seq, ids, row_ids
+
+    train_cols, train_seq, train_ids, _ = split("train")
+    valid_cols, valid_seq, valid_ids, _ = split("valid")
+    test_cols, test_seq, test_ids, test_row_ids = split("test")
+    load_s = time.perf_counter() - t0
+
+    # --- FuxiCTR's feature map, built the baseline's way (rebuild_dataset=False: from the specs) ---
+    n_items = int(item_table["item_id"].shape[0])
+    n_tags = int(item_table["item_tags"].max()) + 1
+    feature_map = build_feature_map(params, data, work, n_items, n_tags)
 
     model = _din_class()(feature_map, **params)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -126,8 +126,8 @@ class DIN(nn.Module):
         self.register_buffer("item_tags", tags, persistent=True)
         self.tag_emb = nn.Embedding(cfg.n_tags, d, padding_idx=0)
         self.emb_proj = nn.Linear(cfg.item_emb_dim, cfg.item_emb_dim, bias=False)
-        self.likes = nn.Embedding(cfg.level_vocab, d)
-        self.views = nn.Embedding(cfg.level_vocab, d)
+        self.likes = nn.Embedding(cfg.level_vocab, d, padding_idx=0)  # levels are 1..10; FuxiCTR pads 0
+        self.views = nn.Embedding(cfg.level_vocab, d, padding_idx=0)
         self.attention = DINAttention(cfg.item_dim, cfg.attention_units, cfg.attention_dropout)
         self.dnn = MLP(2 * d + 2 * cfg.item_dim, cfg.dnn_units, cfg.net_dropout, cfg.batch_norm)
         self.head = nn.Linear(cfg.dnn_units[-1], 1)
@@ -171,14 +171,21 @@ class DIN(nn.Module):
         logits = self.head(self.dnn(x)).squeeze(-1)  # (B,)
         return (logits, logits.new_zeros(())) if with_aux else logits
 
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """What FuxiCTR's FeatureEmbeddingDict holds: the id, tag and level tables and item_emb_d128's Linear."""
+        return [p for m in (self.items.id_emb, self.tag_emb, self.emb_proj, self.likes, self.views)
+                for p in m.parameters()]
+
     def regularization_loss(self) -> torch.Tensor | float:
-        """FuxiCTR's L2 terms: embedding_regularizer/2 * ||E||^2 on embeddings, net_regularizer on the rest."""
+        """FuxiCTR 2.3.7's L2 terms (BaseModel.regularization_loss): embedding_regularizer / 2 * ||p||^2 on every
+        trainable parameter of the feature embedding (`embedding_parameters`, item_emb_d128's projection
+        included), net_regularizer / 2 * ||p||^2 on every other trainable parameter (biases and batch norm too)."""
+        emb = {id(p) for p in self.embedding_parameters()}
         total = 0.0
-        for m in self.modules():
-            for name, p in m.named_parameters(recurse=False):
-                if not p.requires_grad or name not in ("weight", "bias"):
-                    continue
-                lam = self.cfg.embedding_regularizer if isinstance(m, nn.Embedding) else self.cfg.net_regularizer
-                if lam:
-                    total = total + lam / 2 * p.pow(2).sum()
+        for p in self.parameters():
+            if not p.requires_grad:
+                continue
+            lam = self.cfg.embedding_regularizer if id(p) in emb else self.cfg.net_regularizer
+            if lam:
+                total = total + lam / 2 * torch.linalg.vector_norm(p) ** 2  # FuxiCTR's form, its rounding
         return total

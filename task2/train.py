@@ -218,6 +218,45 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW at cfg.learning_rate; cfg.weight_decay on matrices and embeddings only (0 by default, and
+    AdamW with no weight decay is Adam: DIN's baseline optimizer)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+
+
+def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
+               grad_clip: float, *, world: int = 1, scaler: torch.amp.GradScaler | None = None,
+               amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update on `batch` (an `iterate_batches` dict); returns the batch's summed BCE and its auxiliary loss.
+
+    Loss = BCE with logits, normalised by the global batch size (the mean in one process), + the model's
+    auxiliary loss + its regulariser; gradients clipped to `grad_clip` in norm over all parameters; one
+    optimizer step. `model` is what runs forward (DDP-wrapped with several processes), `raw_model` the
+    module itself. On CUDA, autocast in `amp_dtype` with `scaler` (fp16's GradScaler) when given.
+    """
+    device_type = batch["label"].device.type
+    with torch.autocast(device_type=device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits, aux = model(batch["item_seq"], batch["item_id"], batch["likes_level"], batch["views_level"],
+                            with_aux=True)
+    bce = F.binary_cross_entropy_with_logits(logits.float(), batch["label"], reduction="sum")
+    loss = bce * (world / batch["global_size"]) + aux.float() + raw_model.regularization_loss()
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    return bce.detach(), aux.detach().float()
+
+
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
           item_info: str | Path | None = None, log: Callable[[str], None] = _stderr,
           progress: bool | None = None) -> dict:
@@ -278,10 +317,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     if world > 1:
         model = wrap_ddp(model, device)
 
-    decay = [p for p in raw_model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in raw_model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    optimizer = make_optimizer(raw_model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     generator = torch_generator(cfg.seed)
 
@@ -328,19 +364,10 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         for batch in iterate_batches(train_split, cfg.batch_size, max_len=max_len, shuffle=True,
                                      generator=generator, length_aware=cfg.length_aware,
                                      bucket_batches=cfg.bucket_batches, rank=rank, world_size=world):
-            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
-                logits, aux = model(batch["item_seq"], batch["item_id"], batch["likes_level"],
-                                    batch["views_level"], with_aux=True)
-            bce = F.binary_cross_entropy_with_logits(logits.float(), batch["label"], reduction="sum")
-            loss = bce * (world / batch["global_size"]) + aux.float() + raw_model.regularization_loss()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += bce.detach().double()
-            aux_sum += aux.detach().double() * len(batch["rows"])
+            bce, aux = train_step(model, raw_model, optimizer, batch, cfg.grad_clip, world=world, scaler=scaler,
+                                  amp_dtype=amp_dtype)
+            loss_sum += bce.double()
+            aux_sum += aux.double() * len(batch["rows"])
             seen += len(batch["rows"])
             bar.update(1)
         bar.close()

@@ -287,11 +287,21 @@ def test_din_shapes_masks_and_regularizer():
     torch.testing.assert_close(model(seq[:, -keep:], item, likes, views), out, rtol=0, atol=1e-5)
     assert (model(torch.zeros_like(seq), item, likes, views) - out).abs().max() > 1e-6
     assert model.encode_items(item).shape == (6, model.cfg.item_dim)
-    reg = model.regularization_loss()
-    expected = 0.5 * model.cfg.embedding_regularizer * sum(
-        m.weight.pow(2).sum() for m in model.modules() if isinstance(m, torch.nn.Embedding))
-    torch.testing.assert_close(reg, expected)
     assert _din(embedding_regularizer=0.0).regularization_loss() == 0.0
+
+
+def test_din_regularizer_covers_the_parameters_fuxictr_covers():
+    """FuxiCTR 2.3.7 puts embedding_regularizer on every trainable parameter of its feature embedding (the id,
+    tag and level tables and item_emb_d128's Linear projection) and net_regularizer on all the others."""
+    emb_names = ("items.id_emb.weight", "tag_emb.weight", "emb_proj.weight", "likes.weight", "views.weight")
+    model = _din(embedding_regularizer=1e-2, net_regularizer=1e-3)
+    params = dict(model.named_parameters())
+    sq = {k: p.detach().double().pow(2).sum() for k, p in params.items()}
+    expected = 0.5e-2 * sum(sq[k] for k in emb_names) + 0.5e-3 * sum(v for k, v in sq.items() if k not in emb_names)
+    torch.testing.assert_close(model.regularization_loss().double(), expected, rtol=1e-5, atol=0)
+    only_emb = _din(embedding_regularizer=1e-2).regularization_loss().double()
+    torch.testing.assert_close(only_emb, 0.5e-2 * sum(sq[k] for k in emb_names), rtol=1e-5, atol=0)
+    assert model.likes.padding_idx == 0 and model.views.padding_idx == 0  # FuxiCTR pads level 0
 
 
 def test_din_default_config_is_the_official_baseline():
