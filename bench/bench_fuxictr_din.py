@@ -525,17 +525,30 @@ def child_main(spec_path: Path) -> None:
     Path(spec["result"]).write_text(json.dumps(result, indent=2))
 
 
+def data_venv_options(command):
+    """--data, --cache and --venv, shared by the scripts that run FuxiCTR (click is imported here: the fuxictr
+    venv that runs the children has none)."""
+    import click
+
+    options = [
+        click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+                     help="Dataset root (MicroLens_1M_x1/ and oracle/) [default: the demo data, made under --cache]."),
+        click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/fx_demo"),
+                     show_default=True, help="Where the demo data is generated."),
+        click.option("--venv", type=click.Path(path_type=Path, file_okay=False), default=Path("/work/fuxictr-venv"),
+                     show_default=True, help="The fuxictr venv (made if missing)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def cli():
     """The command line. click is imported here, not at the top: the fuxictr venv that runs the child has none."""
     import click
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0])
-    @click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
-                  help="Dataset root (MicroLens_1M_x1/ and oracle/) [default: the demo data, made under --cache].")
-    @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/fx_demo"),
-                  show_default=True, help="Where the demo data is generated.")
-    @click.option("--venv", type=click.Path(path_type=Path, file_okay=False), default=Path("/work/fuxictr-venv"),
-                  show_default=True, help="The fuxictr venv (made if missing).")
+    @data_venv_options
     @click.option("--epochs", type=int, default=10, show_default=True,
                   help="Max epochs (early stopping may end sooner).")
     @click.option("--threads", type=int, default=2, show_default=True,

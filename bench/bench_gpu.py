@@ -109,17 +109,16 @@ def build_model(n_items: int, item_emb, model_overrides: dict, device, seed: int
 
 def train_steps(split, item_emb, device, amp_dtype, steps: int, warmup: int, batch_size: int,
                 model_overrides: dict, seed: int = 0) -> dict:
-    """task2/train.py's step for `warmup + steps` batches; times the last `steps`."""
+    """task2.train.train_step (the step `harness train` runs) for `warmup + steps` batches; times the last `steps`."""
     import torch
-    import torch.nn.functional as F
 
     from core.seeding import torch_generator
     from task2.data import iterate_batches
+    from task2.train import train_step
 
     model, cfg = build_model(item_emb.shape[0], item_emb, model_overrides, device, seed)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    use_amp = amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -134,18 +133,8 @@ def train_steps(split, item_emb, device, amp_dtype, steps: int, warmup: int, bat
             t0 = time.perf_counter()
         if i == warmup + steps:
             break
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
-            logits, aux = model(batch["item_seq"], batch["item_id"], batch["likes_level"], batch["views_level"],
-                                with_aux=True)
-        bce = F.binary_cross_entropy_with_logits(logits.float(), batch["label"], reduction="sum")
-        loss = bce / batch["global_size"] + aux.float() + model.regularization_loss()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        losses.append(float(loss.detach()))
+        bce, aux = train_step(model, model, optimizer, batch, 1.0, scaler=scaler, amp_dtype=amp_dtype)
+        losses.append(float(bce) / batch["global_size"] + float(aux))  # SASRecDCN has no regulariser
     sync()
     seconds = time.perf_counter() - t0
     steps_per_epoch = math.ceil(len(split) / batch_size)

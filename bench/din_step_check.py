@@ -31,7 +31,8 @@ import json
 import sys
 from pathlib import Path
 
-from bench_fuxictr_din import BASELINE, _din_class, build_feature_map, ensure_data, ensure_venv
+from bench_fuxictr_din import (BASELINE, _Batches, _din_class, build_feature_map, data_venv_options, ensure_data,
+                               ensure_venv, item_tensors)
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"official_l2": {"embedding_regularizer": 1e-6, "net_regularizer": 0.0},
@@ -79,25 +80,25 @@ def child(spec: dict) -> None:
 
     torch.set_num_threads(1)
     work = Path(spec["workdir"])
-    arrays = dict(np.load(work / "batches.npz"))
-    t = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    item_table = {"item_id": torch.arange(t["item_emb"].shape[0]), "item_tags": t["item_tags"],
-                  "item_emb_d128": t["item_emb"]}
+    ml = Path(spec["data"]) / "MicroLens_1M_x1"
+    item_table = item_tensors(ml)
+    t = {k: torch.from_numpy(v) for k, v in np.load(work / "batches.npz").items()}
 
-    def fx_batch(prefix: str, step: int | None):
-        pick = (lambda v: v[step]) if step is not None else (lambda v: v)
-        seqs, ids = pick(t[f"{prefix}_item_seq"]), pick(t[f"{prefix}_item_id"])  # (B, L), (B,)
-        flat = torch.cat([seqs, ids[:, None]], dim=1).reshape(-1)  # (B * (L + 1),)
-        batch = {"likes_level": pick(t[f"{prefix}_likes_level"]), "views_level": pick(t[f"{prefix}_views_level"]),
-                 "label": pick(t[f"{prefix}_label"])}
-        return batch, {k: v[flat] for k, v in item_table.items()}, (seqs > 0).float()
+    def rows(prefix: str) -> _Batches:  # the baseline loader's batches, built from the rows the parent drew
+        cols = {c: t[f"{prefix}_{c}"].flatten(0, -2 if c == "item_seq" else -1)
+                for c in ("item_seq", "item_id", "likes_level", "views_level", "label")}
+        return _Batches({c: cols[c] for c in ("likes_level", "views_level", "label")}, cols["item_seq"],
+                        cols["item_id"], item_table, spec["batch_size"], BASELINE["max_len"])
+
+    train, valid = rows("train"), rows("eval")
+    b = spec["batch_size"]
 
     results = {}
     for case, regs in spec["cases"].items():
         params = {**BASELINE, **regs, "learning_rate": spec["lr"], "batch_size": spec["batch_size"],
                   "net_dropout": 0.0, "attention_dropout": 0.0, "verbose": 0}
-        fmap = build_feature_map(params, Path(spec["data"]) / "MicroLens_1M_x1", work / case,
-                                 int(t["item_emb"].shape[0]), int(t["item_tags"].max()) + 1)
+        fmap = build_feature_map(params, ml, work / case, int(item_table["item_id"].shape[0]),
+                                 int(item_table["item_tags"].max()) + 1)
         model = _din_class()(fmap, **params)
         init = dict(np.load(work / case / "ours_init.npz"))
         mapping = key_map(list(model.state_dict()), list(init))
@@ -110,10 +111,11 @@ def child(spec: dict) -> None:
         model._max_gradient_norm = params["max_gradient_norm"]  # BaseModel.fit sets it
         model._loss_sum, model._n_steps = 0.0, 0
         model.train()
-        losses = [float(model.train_step(fx_batch("train", s)).item()) for s in range(spec["steps"])]
+        losses = [float(model.train_step(train.batch(torch.arange(s * b, (s + 1) * b))).item())
+                  for s in range(spec["steps"])]
         model.eval()
         with torch.no_grad():
-            prob = model.forward(fx_batch("eval", None))["y_pred"].view(-1)
+            prob = model.forward(valid.batch(torch.arange(valid.num_samples)))["y_pred"].view(-1)
         final = model.state_dict()
         np.savez(work / case / "fuxictr_final.npz", prob=prob.numpy(),
                  **{k: final[fx_k].numpy() for k, fx_k in mapping.items()})
@@ -142,9 +144,7 @@ def main(data_dir: Path | None, cache: Path, venv: Path, steps: int, batch_size:
     workdir.mkdir(parents=True, exist_ok=True)
 
     # --- the rows: `steps` random batches of train, the first N_EVAL rows of valid ---
-    info = pl.read_parquet(ml / "item_info.parquet").sort("item_id")
-    item_emb = np.asarray(info["item_emb_d128"].to_list(), dtype=np.float32)
-    item_tags = np.asarray(info["item_tags"].to_list(), dtype=np.int64)
+    items = item_tensors(ml)
 
     def columns(name: str, rows: np.ndarray | None) -> dict:
         df = pl.read_parquet(ml / f"{name}.parquet")
@@ -159,16 +159,14 @@ def main(data_dir: Path | None, cache: Path, venv: Path, steps: int, batch_size:
     rows = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:steps * batch_size].numpy()
     train = {k: v.reshape(steps, batch_size, *v.shape[1:]) for k, v in columns("train", rows).items()}
     valid = columns("valid", None)
-    np.savez(workdir / "batches.npz", item_emb=item_emb, item_tags=item_tags,
-             **{f"train_{k}": v for k, v in train.items()}, **{f"eval_{k}": v for k, v in valid.items()})
+    np.savez(workdir / "batches.npz", **{f"train_{k}": v for k, v in train.items()}, **{f"eval_{k}": v for k, v in valid.items()})
 
     # --- our models' initial weights, one per case ---
     def ours_model(regs: dict):
         torch.manual_seed(seed)
-        cfg = {"n_items": len(info), "n_tags": int(item_tags.max()) + 1, "net_dropout": 0.0,
-               "attention_dropout": 0.0, **regs}
-        return build_model({"model_class": "DIN", "config": cfg}, torch.from_numpy(item_emb),
-                           torch.from_numpy(item_tags))
+        cfg = {"n_items": int(items["item_id"].shape[0]), "n_tags": int(items["item_tags"].max()) + 1,
+               "net_dropout": 0.0, "attention_dropout": 0.0, **regs}
+        return build_model({"model_class": "DIN", "config": cfg}, items["item_emb_d128"], items["item_tags"])
 
     for case, regs in CASES.items():
         state = ours_model(regs).state_dict()
@@ -272,12 +270,7 @@ def cli():
     import click
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0])
-    @click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
-                  help="Dataset root (MicroLens_1M_x1/ and oracle/) [default: the demo data, made under --cache].")
-    @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/fx_demo"),
-                  show_default=True, help="Where the demo data is generated.")
-    @click.option("--venv", type=click.Path(path_type=Path, file_okay=False), default=Path("/work/fuxictr-venv"),
-                  show_default=True, help="The fuxictr venv (made if missing).")
+    @data_venv_options
     @click.option("--steps", type=int, default=10, show_default=True, help="Training steps each model takes.")
     @click.option("--batch-size", type=int, default=256, show_default=True)
     @click.option("--lr", type=float, default=1.76777e-4, show_default=True,

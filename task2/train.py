@@ -243,17 +243,13 @@ def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: to
                             with_aux=True)
     bce = F.binary_cross_entropy_with_logits(logits.float(), batch["label"], reduction="sum")
     loss = bce * (world / batch["global_size"]) + aux.float() + raw_model.regularization_loss()
+    scaler = scaler or torch.amp.GradScaler("cuda", enabled=False)  # disabled: plain backward and step
     optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
-        optimizer.step()
-    else:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
     return bce.detach(), aux.detach().float()
 
 
