@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from core.errors import UserError, exit_code_for
-from harness.worlds import DEFAULT_WORLD, WORLDS
+from harness.worlds import DEFAULT_WORLD, RANDOM_WORLD, WORLDS
 
 
 def _echo_json(doc: dict) -> None:
@@ -48,24 +48,51 @@ def validate_cmd(path: Path, test: Path | None, require_all: bool, track: str, s
 
 @click.command("synth")
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
-@click.option("--world", type=click.Choice(list(WORLDS)), default=DEFAULT_WORLD, show_default=True,
+@click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True,
+              help="Sizes of a named world (a sampled world draws its own).")
+@click.option("--world", type=click.Choice([*WORLDS, RANDOM_WORLD]), default=DEFAULT_WORLD, show_default=True,
               help="What clicks depend on: item (like the real data: the target item decides most), history "
                    "(hidden taste segments read from the history), mean (the history's average), recent "
-                   "(its most recent items).")
-@click.option("--seed", type=int, default=0, show_default=True)
+                   "(its most recent items), or random: a sampled world, every factor drawn from --world-seed "
+                   "(sizes, negatives, histories, tags, popularity, cold items, what a click depends on, and "
+                   "item_emb_d128's scale, offset, anisotropy and signal).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data drawn from the world.")
+@click.option("--world-seed", type=int, help="With --world random: the seed its factors are drawn from "
+              "[default: --seed].")
+@click.option("--world-params", type=click.Path(path_type=Path, dir_okay=False),
+              help='JSON {"synth": {...}, "world": {...}} overriding factors of the world (any of the fields '
+                   "oracle/oracle.json's config and world_config list); a file of both in full reproduces a "
+                   "world exactly.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists (only once the new one is complete).")
 @click.option("--json", "as_json", is_flag=True, help="Print oracle.json on stdout.")
-def synth_cmd(out_dir: Path, scale: str, world: str, seed: int, overwrite: bool, as_json: bool) -> int:
+def synth_cmd(out_dir: Path, scale: str, world: str, seed: int, world_seed: int | None, world_params: Path | None,
+              overwrite: bool, as_json: bool) -> int:
     """Write a MicroLens-shaped dataset with a known Bayes-optimal answer into OUT_DIR."""
+    from core.config import read_json_object
     from harness.synth import generate
 
-    doc = generate(out_dir, scale=scale, seed=seed, overwrite=overwrite, log=_log, world=world)
+    if world_seed is not None and world != RANDOM_WORLD:
+        raise UserError("--world-seed draws a sampled world; pass it with --world random")
+    params = None
+    if world_params is not None:
+        params = read_json_object(world_params, "world parameters file")
+        if not isinstance(params.get("synth", {}), dict) or not isinstance(params.get("world", {}), dict):
+            raise UserError('world parameters must be {"synth": {...}, "world": {...}}', path=world_params)
+        params = {k: params[k] for k in ("synth", "world") if k in params}
+    try:
+        doc = generate(out_dir, scale=scale, seed=seed, overwrite=overwrite, log=_log, world=world,
+                       world_seed=world_seed, world_params=params)
+    except UserError as e:
+        if world_params is not None and e.path is None and str(e).startswith("world parameters"):
+            raise UserError(str(e), path=world_params) from None
+        raise
     if as_json:
         _echo_json(doc)
     else:
         a = doc["auc"]
-        click.echo(f"wrote {out_dir} (scale {scale}, world {world}, seed {seed}) in {doc['timings_s']['total']:.1f}s; "
+        c = doc["config"]
+        click.echo(f"wrote {out_dir} (scale {doc['scale']}, world {doc['world']}, seed {seed}; "
+                   f"{c['n_train']:,} train rows, {c['n_items']:,} items) in {doc['timings_s']['total']:.1f}s; "
                    f"AUC valid/test: oracle {a['valid']['oracle']:.4f}/{a['test']['oracle']:.4f}, "
                    f"popularity {a['valid']['popularity']:.4f}/{a['test']['popularity']:.4f}")
     return 0

@@ -26,15 +26,16 @@ import pyarrow as pa
 from core.challenge import DATASET_DIR, HISTORY_LEN, TAGS_LEN
 from core.errors import UserError
 from core.io import write_json_atomic, write_parquet_atomic
-from harness.worlds import (DEFAULT_WORLD, SCALES, WORLDS, Split, SynthConfig, World, WorldConfig,
+from harness.worlds import (DEFAULT_WORLD, RANDOM_WORLD, SCALES, WORLDS, Split, SynthConfig, World, WorldConfig,
                             history_lengths, history_marginal, make_histories, make_split, make_world,
-                            oracle_proba)
+                            oracle_proba, sample_world_params, world_from_params)
 
 LEVELS = 10
 # one generator per purpose, spawned from the seed in this order (an index never changes meaning)
-STREAMS = ("world", "users", "train", "valid", "test", "content", "embeddings", "covers", "appeal")
+STREAMS = ("world", "users", "train", "valid", "test", "content", "embeddings", "covers", "appeal", "nuisance")
 
-__all__ = ["SCALES", "WORLDS", "DEFAULT_WORLD", "SynthConfig", "generate", "simulate", "history_lengths"]
+__all__ = ["SCALES", "WORLDS", "DEFAULT_WORLD", "RANDOM_WORLD", "SynthConfig", "generate", "simulate",
+           "history_lengths", "sample_world_params"]
 
 CATEGORY_WORDS = [
     ["circle", "round", "ball"], ["square", "box", "block"], ["triangle", "pyramid", "wedge"],
@@ -84,14 +85,15 @@ def make_titles(world: World, rng: np.random.Generator) -> list[str]:
 
 
 def make_tags(world: World, rng: np.random.Generator) -> list[list[int]]:
-    """Tag 1..8 names the category, 9..16 the topic (each present with prob. 0.6), then 0-3 others."""
+    """Tag 1..C names the category, C+1..C+T the topic (each present with prob. tag_factor_share, 0.6 by
+    default), then 0..max_other_tags (3) others."""
     cfg = world.cfg
     n = cfg.n_items
-    has_c = rng.random(n) < 0.6
-    has_t = rng.random(n) < 0.6
-    n_other = rng.integers(0, 4, n)
+    has_c = rng.random(n) < cfg.tag_factor_share
+    has_t = rng.random(n) < cfg.tag_factor_share
+    n_other = rng.integers(0, cfg.max_other_tags + 1, n)
     first_other = 1 + cfg.n_categories + cfg.n_topics
-    others = rng.integers(first_other, cfg.n_tags + 1, (n, 3))
+    others = rng.integers(first_other, cfg.n_tags + 1, (n, cfg.max_other_tags))
     tags = []
     for j in range(n):
         row = []
@@ -146,8 +148,10 @@ def render_cover(category: int, colour: int, rng: np.random.Generator, size: int
     return buf.getvalue()
 
 
-def provided_embeddings(world: World, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The dataset's own embeddings, noisy projections of what each modality shows (float32)."""
+def provided_embeddings(world: World, rng: np.random.Generator,
+                        nuisance: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """The dataset's own embeddings, noisy projections of what each modality shows (float32); item_emb_d128
+    is their PCA-128, then scaled, offset, stretched and rotated as the config says (`emb_nuisance`)."""
     cfg = world.cfg
     n = cfg.n_items
 
@@ -158,18 +162,36 @@ def provided_embeddings(world: World, rng: np.random.Generator) -> dict[str, np.
 
     text_f = np.hstack([onehot(world.category, cfg.n_categories), onehot(world.topic, cfg.n_topics)])
     img_f = np.hstack([onehot(world.category, cfg.n_categories), onehot(world.colour, cfg.n_colours)])
-    txt = text_f @ rng.normal(size=(text_f.shape[1], cfg.text_dim)) + rng.normal(0, 1.5, (n, cfg.text_dim))
-    img = img_f @ rng.normal(size=(img_f.shape[1], cfg.image_dim)) + rng.normal(0, 1.5, (n, cfg.image_dim))
+    noise = cfg.emb_noise
+    txt = text_f @ rng.normal(size=(text_f.shape[1], cfg.text_dim)) + rng.normal(0, noise, (n, cfg.text_dim))
+    img = img_f @ rng.normal(size=(img_f.shape[1], cfg.image_dim)) + rng.normal(0, noise, (n, cfg.image_dim))
     txt /= np.linalg.norm(txt, axis=1, keepdims=True)
     img /= np.linalg.norm(img, axis=1, keepdims=True)
     both = np.hstack([txt, img])
+    reduced = pca(both, 128)
+    if cfg.emb_nuisance:
+        reduced = embedding_nuisance(reduced, cfg, nuisance or np.random.default_rng(0))
     out = {"txt_emb_BERT": txt.astype(np.float32), "img_emb_CLIPRN50": img.astype(np.float32),
-           "item_emb_d128": pca(both, 128)}
+           "item_emb_d128": reduced}
     for name, noise in (("v1", 0.5), ("v2", 1.0), ("v3", 2.0), ("e4", 0.25)):
         z = both @ rng.normal(size=(both.shape[1], 128)) / math.sqrt(both.shape[1])
         z += rng.normal(0, noise * z.std(), z.shape)
         out[f"item_emb_d128_{name}"] = z.astype(np.float32)
     return out
+
+
+def embedding_nuisance(x: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """What a stranger's item_emb_d128 could look like with the same content: the rows x (N, D) rotated
+    (emb_rotate), stretched per dimension by exp(emb_anisotropy * N(0, 1)) (renormalised to keep the mean
+    row norm), times emb_scale, plus emb_scale * emb_offset * N(1, 0.5) per dimension."""
+    d = x.shape[1]
+    norm = np.linalg.norm(x, axis=1).mean()
+    if cfg.emb_rotate:
+        q, r = np.linalg.qr(rng.normal(size=(d, d)))
+        x = x @ (q * np.sign(np.diag(r)))
+    x = x * np.exp(cfg.emb_anisotropy * rng.normal(size=d))
+    x = x * (norm / max(np.linalg.norm(x, axis=1).mean(), 1e-300))
+    return x * cfg.emb_scale + cfg.emb_scale * cfg.emb_offset * rng.normal(1.0, 0.5, size=d)
 
 
 def pca(x: np.ndarray, k: int) -> np.ndarray:
@@ -216,11 +238,23 @@ class Simulation:
     test: Split
 
 
-def resolve(scale: str, world: str) -> tuple[SynthConfig, WorldConfig]:
+def resolve(scale: str, world: str, world_seed: int | None = None,
+            world_params: dict | None = None) -> tuple[SynthConfig, WorldConfig]:
+    """The configs of a named world at a named scale, or of a sampled world: `world` "random" draws every
+    factor from `world_seed` (`harness.worlds.sample_world_params`; the scale is then part of the draw),
+    and `world_params` ({"synth": {...}, "world": {...}}, possibly partial) overrides what it names."""
+    if world == RANDOM_WORLD or world_params is not None:
+        base = world_from_params(sample_world_params(0 if world_seed is None else world_seed))
+        if world != RANDOM_WORLD:  # parameters over a named world at a named scale
+            base = resolve(scale, world)
+        try:
+            return world_from_params(world_params or {}, base)
+        except ValueError as e:
+            raise UserError(f"world parameters: {e}") from None
     if scale not in SCALES:
         raise UserError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     if world not in WORLDS:
-        raise UserError(f"unknown world {world!r}; choose one of {', '.join(WORLDS)}")
+        raise UserError(f"unknown world {world!r}; choose one of {', '.join([*WORLDS, RANDOM_WORLD])}")
     return SCALES[scale], WORLDS[world]
 
 
@@ -228,7 +262,7 @@ def simulate(cfg: SynthConfig, wcfg: WorldConfig, seed: int) -> Simulation:
     """Draw the world, the users' histories and the three splits (no content, no files)."""
     rngs = dict(zip(STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(STREAMS)))))
     world = make_world(cfg, wcfg, rngs["world"], rngs["appeal"])
-    n_train_u, n_valid_u, n_test_u = (math.ceil(n / 4) for n in (cfg.n_train, cfg.n_valid, cfg.n_test))
+    n_train_u, n_valid_u, n_test_u = (math.ceil(n / cfg.group_size) for n in (cfg.n_train, cfg.n_valid, cfg.n_test))
     if n_train_u + n_valid_u + n_test_u > cfg.n_users:
         raise ValueError("n_users too small for the row counts")
     user_ids = np.arange(1, cfg.n_users + 1)
@@ -268,9 +302,17 @@ def reference_aucs(sim: Simulation, seed: int) -> dict:
 
 
 def generate(out_dir: str | Path, scale: str = "demo", seed: int = 0, overwrite: bool = False,
-             log=None, world: str = DEFAULT_WORLD) -> dict:
-    """Write the dataset into `out_dir` (built under a temporary name, then renamed); return oracle.json."""
-    cfg, wcfg = resolve(scale, world)
+             log=None, world: str = DEFAULT_WORLD, world_seed: int | None = None,
+             world_params: dict | None = None) -> dict:
+    """Write the dataset into `out_dir` (built under a temporary name, then renamed); return oracle.json.
+
+    `seed` draws the data; a sampled world (`world` "random") draws its factors from `world_seed`
+    (default: `seed`), and `world_params` overrides any of them (see `resolve`)."""
+    if world == RANDOM_WORLD and world_seed is None:
+        world_seed = seed
+    cfg, wcfg = resolve(scale, world, world_seed, world_params)
+    if world == RANDOM_WORLD or world_params is not None:
+        scale = "sampled" if world == RANDOM_WORLD else scale
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UserError("output folder exists and is not empty; choose a new folder or pass --overwrite",
@@ -288,7 +330,7 @@ def generate(out_dir: str | Path, scale: str = "demo", seed: int = 0, overwrite:
     (tmp / "item_images").mkdir()
     (tmp / "oracle").mkdir()
     try:
-        timings.update(_write_all(sim, tmp, log, scale, seed))
+        timings.update(_write_all(sim, tmp, log, scale, seed, world_seed if world == RANDOM_WORLD else None))
         result = json.loads((tmp / "oracle" / "oracle.json").read_text())
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.synth-old"
@@ -307,7 +349,7 @@ def generate(out_dir: str | Path, scale: str = "demo", seed: int = 0, overwrite:
     return result
 
 
-def _write_all(sim: Simulation, root: Path, log, scale: str, seed: int) -> dict:
+def _write_all(sim: Simulation, root: Path, log, scale: str, seed: int, world_seed: int | None = None) -> dict:
     world, cfg, rngs = sim.world, sim.world.cfg, sim.streams
     train, valid, test = sim.train, sim.valid, sim.test
     timings = {}
@@ -319,7 +361,7 @@ def _write_all(sim: Simulation, root: Path, log, scale: str, seed: int) -> dict:
     views_level = levels_from(score + content.normal(0, 0.3, cfg.n_items))
     titles = make_titles(world, content)
     tags = make_tags(world, content)
-    emb = provided_embeddings(world, rngs["embeddings"])
+    emb = provided_embeddings(world, rngs["embeddings"], rngs["nuisance"])
     timings["content"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
@@ -409,6 +451,7 @@ def _write_all(sim: Simulation, root: Path, log, scale: str, seed: int) -> dict:
         "world": world.wcfg.name,
         "world_summary": world.wcfg.summary,
         "seed": seed,
+        "world_seed": world_seed,
         "config": asdict(cfg),
         "world_config": asdict(world.wcfg),
         "auc": aucs,
@@ -416,6 +459,7 @@ def _write_all(sim: Simulation, root: Path, log, scale: str, seed: int) -> dict:
                            "mean": round(float(lengths.mean()), 3), "max": int(lengths.max())},
         "cold_items": int(world.cold.sum()),
         "train_positive_share": round(float(train.label.mean()), 6),
+        "item_emb_d128_mean_row_norm": round(float(np.linalg.norm(emb["item_emb_d128"], axis=1).mean()), 6),
         "scoring_only": "nothing in the pipeline reads this folder except scoring",
     }
     write_json_atomic(oracle / "oracle.json", doc)

@@ -25,7 +25,7 @@ The clicked item of a row is drawn in one of two ways (`WorldConfig.target`):
   most). P(j | h) is a function of the observed history, so it is exact as it stands.
 
 Each user in a split contributes one clicked item and three negatives drawn uniformly from the split's
-item pool (25 % positives). For a row (h, j) of a group of g rows, the Bayes posterior is then
+item pool (25 % positives; `SynthConfig.negatives` sets how many). For a row (h, j) of a group of g rows, the Bayes posterior is then
 P(label = 1 | h, j) = (P(j | h) / g) / (P(j | h) / g + (1 - 1 / g) / pool), the best any model can do
 from the row's features. The history-blind oracle replaces P(j | h) by the marginal P(j): exact
 (sum_s pi_s P(j | s)) in `segment` worlds, and in `history` worlds the mean of P(j | h) over every
@@ -61,6 +61,33 @@ class SynthConfig:
     cold_share: float = 0.04  # items never seen in train rows or histories
     text_dim: int = 768
     image_dim: int = 1024
+    # The fields below describe what the real data could differ in; their defaults are the named scales'
+    # (and MicroLens-1M's) shape, and `sample_world_params` draws them for the sampled worlds.
+    negatives: int = 3  # uniform negatives per clicked item (a user's group has negatives + 1 rows)
+    hist_min: int = 3  # history length: hist_min + floor(lognormal(hist_mu, hist_sigma)), at most hist_max
+    hist_mu: float = 1.2
+    hist_sigma: float = 0.85
+    hist_max: int = 100
+    tag_factor_share: float = 0.6  # chance that an item's tags name its category (and, apart, its topic)
+    max_other_tags: int = 3  # 0..max_other_tags further tags drawn uniformly from the vocabulary
+    emb_noise: float = 1.5  # noise of the provided text/image embeddings around what each modality shows
+    # item_emb_d128 as written = (PCA rows, rotated when emb_rotate, times per-dimension factors
+    # exp(emb_anisotropy * N(0, 1))) * emb_scale + emb_scale * emb_offset * N(1, 0.5) per dimension;
+    # row 0 stays all zeros. The defaults leave the PCA rows as they are (mean row norm about 1).
+    emb_scale: float = 1.0
+    emb_offset: float = 0.0
+    emb_anisotropy: float = 0.0
+    emb_rotate: bool = False
+
+    @property
+    def group_size(self) -> int:
+        """Rows per user in a split: one click and `negatives` negatives."""
+        return self.negatives + 1
+
+    @property
+    def emb_nuisance(self) -> bool:
+        """Whether item_emb_d128 is transformed after the PCA (scale, offset, anisotropy, rotation)."""
+        return (self.emb_scale, self.emb_offset, self.emb_anisotropy, self.emb_rotate) != (1.0, 0.0, 0.0, False)
 
 
 SCALES = {
@@ -105,6 +132,113 @@ WORLDS = {
         target="history", beta=1.6, gamma=1.0, appeal=0.4, history_beta=4.0, recency=0.5),
 }
 DEFAULT_WORLD = "item"
+RANDOM_WORLD = "random"  # `harness synth --world random`: every nuisance factor drawn (sample_world_params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampled worlds: a family no one can tune to
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def sample_world_params(world_seed: int, n_train: int | None = None) -> dict:
+    """Draw a world: every factor the real data (or a stranger's stand-in) could differ in.
+
+    Returns {"synth": SynthConfig fields, "world": WorldConfig fields}, plain JSON, which
+    `world_from_params` turns back into configs (and `harness synth --world-params FILE` reads, a partial
+    file overriding the draw). The ranges:
+
+    - size: 15k to 1M training rows (log-uniform); 8 to 100 training rows per item (so 200 to 91,717
+      items); 2k to 10k validation and 2k to 20k test rows; 1 to 5 negatives per click (3 twice as often);
+    - histories: length hist_min (1-5) + floor(lognormal(mu 0.4-2.2, sigma 0.4-1.1)), at most 100;
+    - tags: a vocabulary of 60 to 12,000; category and topic tags present with chance 0.2-0.9; 0 to 0-6
+      further random tags;
+    - items: 3 to 8 levels per hidden factor (category, colour, topic: what covers and titles can show),
+      Zipf popularity 0.5-1.3, 0-12 % cold items (from the less popular half with chance 0.7);
+    - clicks: hidden segments (2-32) or the observed history's taste (recency 0.3-1, or a plain mean);
+      taste strength beta 0.4-2, popularity weight gamma 0.2-1.8, global content appeal 0-1.2, a
+      segment's taste for the item itself 0-1, the history's weight 1-5;
+    - item_emb_d128: the modalities' noise 0.5-5 (how much signal it carries), scale 0.01-30, an offset
+      of up to 10 scales per dimension, per-dimension factors exp(0-1.5 x N(0, 1)), rotated or not.
+
+    `n_train` fixes the size instead of drawing it (items and users follow it; every other factor is the
+    same draw): a size ladder chosen in advance, with everything else left to the seed.
+    """
+    r = np.random.default_rng([20_251_206, int(world_seed)])
+    drawn = int(round(_log_uniform(r, 15_000, 1_000_000), -2))
+    n_train = drawn if n_train is None else int(n_train)
+    negatives = int(r.choice([1, 2, 3, 3, 4, 5]))
+    n_items = int(min(91_717, max(200, n_train / _log_uniform(r, 8, 100))))
+    n_valid = int(round(_log_uniform(r, 2_000, 10_000), -2))
+    n_test = int(round(_log_uniform(r, 2_000, 20_000), -2))
+    g = negatives + 1
+    users = sum(math.ceil(n / g) for n in (n_train, n_valid, n_test))
+    n_categories, n_colours, n_topics = (int(x) for x in r.integers(3, 9, 3))
+    n_tags = int(max(1 + n_categories + n_topics + 20, _log_uniform(r, 60, 12_000)))
+    target = str(r.choice(["segment", "history"]))
+    synth = {
+        "n_items": n_items, "n_users": int(users * r.uniform(1.0, 1.15)) + 1, "n_train": n_train,
+        "n_valid": n_valid, "n_test": n_test, "n_tags": n_tags,
+        "n_segments": int(r.choice([2, 4, 8, 16, 32])), "n_categories": n_categories, "n_colours": n_colours,
+        "n_topics": n_topics, "zipf": round(r.uniform(0.5, 1.3), 3), "cold_share": round(r.uniform(0.0, 0.12), 3),
+        "negatives": negatives, "hist_min": int(r.integers(1, 6)), "hist_mu": round(r.uniform(0.4, 2.2), 3),
+        "hist_sigma": round(r.uniform(0.4, 1.1), 3), "hist_max": 100,
+        "tag_factor_share": round(r.uniform(0.2, 0.9), 3), "max_other_tags": int(r.integers(0, 7)),
+        "emb_noise": round(_log_uniform(r, 0.5, 5.0), 3), "emb_scale": float(f"{_log_uniform(r, 0.01, 30):.4g}"),
+        "emb_offset": round(r.uniform(-10, 10), 3), "emb_anisotropy": round(r.uniform(0.0, 1.5), 3),
+        "emb_rotate": bool(r.random() < 0.5),
+    }
+    world = {
+        "name": f"random-{int(world_seed)}", "summary": f"a sampled world (world seed {int(world_seed)})",
+        "target": target, "beta": round(r.uniform(0.4, 2.0), 3), "gamma": round(r.uniform(0.2, 1.8), 3),
+        "appeal": round(r.uniform(0.0, 1.2), 3),
+        "history_beta": round(r.uniform(1.0, 5.0), 3) if target == "history" else 0.0,
+        "recency": (1.0 if r.random() < 0.3 else round(r.uniform(0.3, 0.95), 3)) if target == "history" else 1.0,
+        "cold_from_tail": bool(r.random() < 0.7),
+        "idiosyncrasy": round(r.uniform(0.0, 1.0), 3) if target == "segment" else 0.0,
+    }
+    return {"synth": synth, "world": world}
+
+
+def world_from_params(params: dict, base: tuple[SynthConfig, WorldConfig] | None = None) -> tuple[SynthConfig, WorldConfig]:
+    """{"synth": {...}, "world": {...}} (sample_world_params, or a file of that shape, possibly partial)
+    applied over `base` (default: the demo scale and the default world) -> configs.
+
+    Raises ValueError, one line naming the key, on an unknown key, a wrong type or a value the generator
+    cannot use; the command line adds the file."""
+    from core.config import from_dict
+
+    if not isinstance(params, dict) or set(params) - {"synth", "world"}:
+        raise ValueError('world parameters must be an object {"synth": {...}, "world": {...}}')
+    base_cfg, base_world = base or (SCALES["demo"], WORLDS[DEFAULT_WORLD])
+    out = [from_dict(SynthConfig, params.get("synth", {}), base_cfg, "synth."),
+           from_dict(WorldConfig, params.get("world", {}), base_world, "world.")]
+    cfg, wcfg = out
+    problems = []
+    if min(cfg.n_items, cfg.n_train, cfg.n_valid, cfg.n_test, cfg.n_segments) < 1 or cfg.n_items < 2:
+        problems.append("n_items >= 2 and positive row, user and segment counts are required")
+    if not all(1 <= k <= 8 for k in (cfg.n_categories, cfg.n_colours, cfg.n_topics)):
+        problems.append("n_categories, n_colours and n_topics must be 1 to 8 (the shapes, colours and words covers "
+                        "and titles can show)")
+    if cfg.negatives < 1:
+        problems.append("negatives must be >= 1")
+    if not 1 <= cfg.hist_min <= cfg.hist_max:
+        problems.append("1 <= hist_min <= hist_max is required")
+    if cfg.n_tags < 1 + cfg.n_categories + cfg.n_topics:
+        problems.append(f"n_tags must be at least 1 + n_categories + n_topics = {1 + cfg.n_categories + cfg.n_topics}")
+    if not 0 <= cfg.cold_share < 0.5:
+        problems.append("cold_share must be in [0, 0.5)")
+    if cfg.emb_scale <= 0 or cfg.emb_noise <= 0:
+        problems.append("emb_scale and emb_noise must be > 0")
+    if wcfg.target not in ("segment", "history"):
+        problems.append(f"world.target must be 'segment' or 'history', got {wcfg.target!r}")
+    if sum(math.ceil(n / cfg.group_size) for n in (cfg.n_train, cfg.n_valid, cfg.n_test)) > cfg.n_users:
+        problems.append("n_users is too small for the row counts (each user gives negatives + 1 rows to one split)")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return cfg, wcfg
 
 
 def logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
@@ -296,9 +430,12 @@ def sample_from_histories(world: World, padded: np.ndarray, warm: bool, rng: np.
     return out
 
 
-def history_lengths(n: int, rng: np.random.Generator) -> np.ndarray:
-    """min 3, median about 6, mean about 8, max 100 (the real MicroLens-1M shape)."""
-    return np.minimum(100, 3 + np.floor(rng.lognormal(mean=1.2, sigma=0.85, size=n))).astype(np.int64)
+def history_lengths(n: int, rng: np.random.Generator, cfg: SynthConfig | None = None) -> np.ndarray:
+    """Full history lengths. With the default config: min 3, median about 6, mean about 8, max 100 (the
+    real MicroLens-1M shape)."""
+    c = cfg or SynthConfig(n_items=1, n_users=1, n_train=1, n_valid=1, n_test=1, n_tags=1)
+    draw = np.floor(rng.lognormal(mean=c.hist_mu, sigma=c.hist_sigma, size=n))
+    return np.minimum(c.hist_max, c.hist_min + draw).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,12 +449,12 @@ class Split:
     padded: np.ndarray  # (U, 64) the split's users' histories, 1-based ids, left-padded with 0
     item_id: np.ndarray  # (R,) 1-based
     label: np.ndarray  # (R,)
-    group_size: np.ndarray  # (R,) rows of the user's group (4, or fewer for a last partial group)
+    group_size: np.ndarray  # (R,) rows of the user's group (negatives + 1, or fewer for a last partial group)
 
 
 def make_histories(world: World, segments: np.ndarray, rng: np.random.Generator):
     """Full histories as (offsets, flat 1-based ids), and their last 64 left-padded."""
-    lengths = history_lengths(len(segments), rng)
+    lengths = history_lengths(len(segments), rng, world.cfg)
     flat = sample_from_segments(world.log_p_warm, segments, lengths, rng) + 1
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     padded = np.zeros((len(segments), HISTORY_LEN), dtype=np.int64)
@@ -333,11 +470,12 @@ def make_histories(world: World, segments: np.ndarray, rng: np.random.Generator)
 
 def make_split(world: World, users: np.ndarray, segments: np.ndarray, padded: np.ndarray, n_rows: int,
                pool_warm: bool, rng: np.random.Generator) -> Split:
-    """One clicked item and three uniform negatives per user, then the rows shuffled."""
-    n_users = math.ceil(n_rows / 4)
+    """One clicked item and `negatives` uniform negatives per user, then the rows shuffled."""
+    g = world.cfg.group_size
+    n_users = math.ceil(n_rows / g)
     assert len(users) == n_users
-    sizes = np.full(n_users, 4, dtype=np.int64)
-    sizes[-1] = n_rows - 4 * (n_users - 1)
+    sizes = np.full(n_users, g, dtype=np.int64)
+    sizes[-1] = n_rows - g * (n_users - 1)
     if world.wcfg.target == "segment":
         log_p = world.log_p_warm if pool_warm else world.log_p_all
         pos = sample_from_segments(log_p, segments, np.ones(n_users, dtype=np.int64), rng)

@@ -64,7 +64,7 @@ def test_oracle_json_names_its_world(tmp_path):
 
 
 def test_unknown_world_is_a_user_error():
-    with pytest.raises(UserError, match="unknown world 'nope'; choose one of item, history, mean, recent"):
+    with pytest.raises(UserError, match="unknown world .nope.; choose one of item, history, mean, recent, random"):
         resolve("tiny", "nope")
 
 
