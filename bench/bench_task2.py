@@ -4,6 +4,7 @@
                                 [--models SASRecDCN,MeanPoolMLP,DIN] [--seeds 0] [--jobs 2] [--threads 1]
     python bench/bench_task2.py --sweep SWEEP.json [--only a,b] [--worlds ...]     # named configs instead
     python bench/bench_task2.py --data DATA_DIR [--models ...]                      # one dataset of yours
+    python bench/bench_task2.py --world-set bench/worlds/heldout.json [--models ...] # a fixed set of sampled worlds
     python bench/bench_task2.py --out ALL.json --merge PART.json [--merge ...]     # runs made in parallel
 
 For every world (`harness synth --world W`, generated once under --cache) and every model, one child
@@ -108,6 +109,10 @@ def child(spec: dict) -> dict:
     return {
         "model_class": cfg.model_class,
         "valid_auc": run["best_valid_auc"],
+        "valid_auc_se": run.get("best_valid_auc_se"),
+        "valid_loss": run.get("best_valid_loss"),
+        "valid_loss_epoch1": epochs[0]["valid_loss"],
+        "base_rate_valid_loss": run.get("base_rate_valid_loss"),
         "test_auc": auc(truth["label"].to_numpy(), pred[doc["column"]].to_numpy()),
         "best_epoch": run["best_epoch"],
         "epochs_run": run["epochs_run"],
@@ -129,14 +134,23 @@ def child(spec: dict) -> dict:
 # The parent: datasets, jobs, the JSON and the table
 
 
-def dataset(cache: Path, scale: str, world: str, seed: int) -> Path:
-    """The generated dataset for (scale, world, seed), made once under `cache`."""
+def dataset(cache: Path, scale: str, world: str, seed: int, params: dict | None = None) -> Path:
+    """The generated dataset for (scale, world, seed), or for a sampled world's full `params` (a world set's
+    entry, named `world`), made once under `cache`."""
     from harness.synth import generate
 
-    path = cache / f"{scale}_{world}_s{seed}"
-    if not (path / "oracle" / "oracle.json").is_file():
+    path = cache / (f"{world}_s{seed}" if params else f"{scale}_{world}_s{seed}")
+    done = path / "oracle" / "oracle.json"
+    recorded = json.loads(done.read_text()) if done.is_file() and params else None
+    if recorded and ({k: recorded["config"].get(k) for k in params["synth"]} != params["synth"]
+                     or {k: recorded["world_config"].get(k) for k in params["world"]} != params["world"]):
+        raise click.UsageError(f"{path} holds another world than {world}'s parameters; remove it or pass --cache")
+    if not done.is_file():
         click.echo(f"generating {path} ...", err=True)
-        generate(path, scale=scale, seed=seed, world=world, overwrite=True)
+        if params:
+            generate(path, seed=seed, world="random", world_params=params, overwrite=True)
+        else:
+            generate(path, scale=scale, seed=seed, world=world, overwrite=True)
     return path
 
 
@@ -172,8 +186,35 @@ def summarise(rows: list[dict]) -> dict:
                 "seconds_per_epoch": round(statistics.fmean(r["seconds_per_epoch"] for r in rs), 2),
                 "train_seconds": round(statistics.fmean(r["train_seconds"] for r in rs), 1),
                 "train_flops_per_sample": rs[0]["flops_per_sample"]["train"],
+                "valid_loss_below_base_rate": all(r.get("valid_loss_epoch1", 1e9) < r.get("base_rate_valid_loss", 0)
+                                                  and r.get("valid_loss", 1e9) < r.get("base_rate_valid_loss", 0)
+                                                  for r in rs),
             }
     return summary
+
+
+def set_summary(summary: dict, worlds: list[str], default: str = "SASRecDCN", plain: str = "MeanPoolMLP") -> dict:
+    """Over a set of worlds: each config's mean and worst test AUC share of the oracle, and the default's
+    record against the plain baseline (a win, a tie within the larger seed spread, or a loss)."""
+    out: dict = {}
+    names = {n for w in worlds for n in summary.get(w, {})}
+    for name in sorted(names):
+        shares = [summary[w][name]["test_share_of_oracle"] for w in worlds if name in summary.get(w, {})]
+        calibrated = [summary[w][name].get("valid_loss_below_base_rate") for w in worlds if name in summary.get(w, {})]
+        out[name] = {"worlds": len(shares), "mean_share_of_oracle": round(statistics.fmean(shares), 5),
+                     "worst_share_of_oracle": round(min(shares), 5),
+                     "valid_loss_below_base_rate": f"{sum(bool(c) for c in calibrated)}/{len(calibrated)}"}
+    record = {"win": [], "tie": [], "loss": []}
+    for w in worlds:
+        a, b = summary.get(w, {}).get(default), summary.get(w, {}).get(plain)
+        if a is None or b is None:
+            continue
+        gap = a["test_auc"]["mean"] - b["test_auc"]["mean"]
+        noise = max(x["test_auc"]["max"] - x["test_auc"]["min"] for x in (a, b))
+        record["win" if gap > 0 else "tie" if gap >= -noise else "loss"].append(w)
+    if default in out:
+        out[default]["against_" + plain] = record
+    return out
 
 
 def render(doc: dict) -> str:
@@ -197,6 +238,17 @@ def render(doc: dict) -> str:
         lines.append("")
     lines.append("(valid/test AUC: mean over seeds; spread: max - min test AUC over seeds; best/run: best epoch / "
                  "epochs run per seed; MFLOP: training FLOPs per sample, forward + backward)")
+    overall = set_summary(doc["summary"], list(doc["worlds"]))
+    if overall:
+        lines += ["", f"over {len(doc['worlds'])} world(s): test AUC as a share of the oracle's",
+                  f"  {'config':<24}{'mean':>8}{'worst':>8}{'valid BCE < base rate':>24}"]
+        for name, s in sorted(overall.items(), key=lambda kv: -kv[1]["mean_share_of_oracle"]):
+            lines.append(f"  {name:<24}{s['mean_share_of_oracle']:>8.4f}{s['worst_share_of_oracle']:>8.4f}"
+                         f"{s['valid_loss_below_base_rate']:>24}")
+            if "against_MeanPoolMLP" in s:
+                r = s["against_MeanPoolMLP"]
+                lines.append(f"  {'':<24}against MeanPoolMLP: {len(r['win'])} wins, {len(r['tie'])} ties within the seed "
+                             f"spread, {len(r['loss'])} losses" + (f" ({', '.join(r['loss'])})" if r["loss"] else ""))
     return "\n".join(lines)
 
 
@@ -236,6 +288,7 @@ def merge(out: Path, files: tuple[Path, ...]) -> None:
                 worlds=worlds, commands=base["commands"] + [c for d in docs for c in d["commands"]]
                 + [" ".join(["bench/bench_task2.py", *sys.argv[1:]])])
     base["summary"] = summarise(base["rows"])
+    base["set_summary"] = set_summary(base["summary"], list(base["worlds"]))
     write_json_atomic(out, base)
     click.echo(render(base))
     click.echo(f"merged {len(files)} file(s) into {out}: {len(base['rows'])} runs")
@@ -247,6 +300,9 @@ def merge(out: Path, files: tuple[Path, ...]) -> None:
 @click.option("--data-seeds", default="0", show_default=True, help="Comma list of dataset seeds.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
               help="One dataset (with oracle/) instead of the generated worlds.")
+@click.option("--world-set", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A fixed set of sampled worlds (bench/worlds/*.json) instead of --worlds.")
+@click.option("--set-worlds", help="With --world-set: comma list of the world names to run (default: all).")
 @click.option("--models", default="SASRecDCN,MeanPoolMLP,DIN", show_default=True,
               help=f"Comma list of: {', '.join(MODELS)}.")
 @click.option("--sweep", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -265,8 +321,8 @@ def merge(out: Path, files: tuple[Path, ...]) -> None:
               help="Train nothing: fold these result JSONs (runs made at the same time, or on other machines) "
                    "into --out, and print the table.")
 @click.option("--child", "child_spec", hidden=True)
-def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs, jobs, threads, cache, workdir,
-         tag, out, merge_files, child_spec):
+def main(worlds, scale, data_seeds, data_dir, world_set, set_worlds, models, sweep, only, seeds, epochs, jobs,
+         threads, cache, workdir, tag, out, merge_files, child_spec):
     """Train the Task 2 models on every world to their plateau; one JSON, one table."""
     if child_spec:
         print(json.dumps(child(json.loads(child_spec))))
@@ -287,6 +343,15 @@ def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs
         configs = {k: dict(v, epochs=epochs) for k, v in configs.items()}
     if data_dir is not None:
         datasets = {(data_dir.name, 0): data_dir.resolve()}
+    elif world_set is not None:
+        entries = json.loads(world_set.read_text())["worlds"]
+        wanted = set_worlds.split(",") if set_worlds else [e["name"] for e in entries]
+        unknown = sorted(set(wanted) - {e["name"] for e in entries})
+        if unknown:
+            raise click.UsageError(f"{world_set}: no world named {', '.join(unknown)}")
+        datasets = {(e["name"], int(s)): dataset(cache, "sampled", e["name"], int(s), e["params"])
+                    for e in entries if e["name"] in wanted for s in data_seeds.split(",")}
+        scale = f"set {world_set.stem}"
     else:
         datasets = {(w, int(s)): dataset(cache, scale, w, int(s)) for w in worlds.split(",")
                     for s in data_seeds.split(",")}
@@ -298,7 +363,8 @@ def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs
             "reference_auc": {split: {k: doc["auc"][split][k] for k in ("oracle", "oracle_item_only", "popularity",
                                                                          "random")} for split in ("valid", "test")}}
     stamp = dt.date.today().isoformat()
-    out = out or RESULTS / f"task2_worlds_{scale if data_dir is None else data_dir.name}{'_' + tag if tag else ''}_{stamp}.json"
+    label = data_dir.name if data_dir is not None else world_set.stem if world_set is not None else scale
+    out = out or RESULTS / f"task2_worlds_{label}{'_' + tag if tag else ''}_{stamp}.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
     jobs_list = []
     for (world, dseed), path in datasets.items():
@@ -330,6 +396,7 @@ def main(worlds, scale, data_seeds, data_dir, models, sweep, only, seeds, epochs
             "rows": sorted(rows.values(), key=lambda r: (r["world"], r["config"], r["data_seed"], r["seed"])),
         }
         doc["summary"] = summarise(doc["rows"])
+        doc["set_summary"] = set_summary(doc["summary"], list(doc["worlds"]))
         from core.io import write_json_atomic
 
         write_json_atomic(out, doc)

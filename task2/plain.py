@@ -9,12 +9,13 @@ the default model, so the two are compared on equal terms (`bench/bench_task2.py
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from task2.layers import MLP, ItemEncoder
+from task2.layers import ITEM_EMB_NORMS, MLP, ItemEncoder
 
 
 @dataclass
@@ -29,6 +30,7 @@ class MeanPoolMLPConfig:
     level_dim: int = 16
     mlp_dims: tuple[int, ...] = (256, 128)
     net_dropout: float = 0.0
+    item_emb_norm: str = "global"  # how item_emb_d128 is read (task2.layers.ItemEncoder)
 
     def check(self) -> None:
         """Raise ValueError on values the model cannot be built with."""
@@ -36,6 +38,8 @@ class MeanPoolMLPConfig:
             raise ValueError("max_len >= 1, n_items >= 2 and a non-empty mlp_dims are required")
         if not 0.0 <= self.net_dropout < 1.0:
             raise ValueError("net_dropout must be in [0, 1)")
+        if self.item_emb_norm not in ITEM_EMB_NORMS:
+            raise ValueError(f"item_emb_norm must be one of {', '.join(ITEM_EMB_NORMS)}, got {self.item_emb_norm!r}")
 
 
 class MeanPoolMLP(nn.Module):
@@ -53,7 +57,7 @@ class MeanPoolMLP(nn.Module):
         cfg.check()
         self.cfg = cfg
         d = cfg.id_emb_dim + cfg.item_emb_dim
-        self.items = ItemEncoder(cfg.n_items, cfg.id_emb_dim, item_emb, cfg.item_emb_dim)
+        self.items = ItemEncoder(cfg.n_items, cfg.id_emb_dim, item_emb, cfg.item_emb_dim, cfg.item_emb_norm)
         self.likes = nn.Embedding(cfg.level_vocab, cfg.level_dim)
         self.views = nn.Embedding(cfg.level_vocab, cfg.level_dim)
         self.mlp = MLP(3 * d + 2 * cfg.level_dim, cfg.mlp_dims, cfg.net_dropout)
@@ -61,6 +65,11 @@ class MeanPoolMLP(nn.Module):
         nn.init.normal_(self.items.id_emb.weight, std=0.02)
         with torch.no_grad():
             self.items.id_emb.weight[0].zero_()
+
+    @torch.no_grad()
+    def init_output_bias(self, rate: float) -> None:
+        """Start the logit at the training split's click rate (see SASRecDCN.init_output_bias)."""
+        self.head.bias.fill_(math.log(rate / (1 - rate)) if 0 < rate < 1 else 0.0)
 
     def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
         seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)

@@ -27,7 +27,7 @@ from core.challenge import TRACK_COLUMNS
 from core.errors import UserError
 from core.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from task2.data import Split, gather, batch_order, read_split, split_path
-from task2.model import build_model
+from task2.model import build_model, upgrade_model_args
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -66,7 +66,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Modu
         if not p.is_file():
             raise UserError("not found; pass a run folder written by `train`", path=p)
     try:
-        args = json.loads(args_path.read_text())
+        args = upgrade_model_args(json.loads(args_path.read_text()))
         model = build_model(args)
     except (json.JSONDecodeError, ValueError, TypeError) as e:
         raise UserError(f"cannot rebuild the model: {e}", path=args_path) from e

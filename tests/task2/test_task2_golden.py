@@ -36,9 +36,11 @@ def _inputs():
 
 
 def compute() -> dict:
-    """Logits of SASRecDCN (reference sizes, both poolings) and DIN (baseline sizes), seed 0, eval mode."""
+    """Logits of SASRecDCN (reference sizes, both poolings), MeanPoolMLP and DIN (baseline sizes), seed 0,
+    eval mode."""
     from task2.din import DIN, DINConfig
     from task2.model import SASRecDCN, SASRecDCNConfig
+    from task2.plain import MeanPoolMLP, MeanPoolMLPConfig
 
     batch, table, tags = _inputs()
     out = {}
@@ -47,6 +49,10 @@ def compute() -> dict:
         model = SASRecDCN(SASRecDCNConfig(n_items=N_ITEMS, max_len=16, pooling=pooling), table).eval()
         with torch.no_grad():
             out[f"SASRecDCN_{pooling}"] = [float(v) for v in model(*batch)]
+    torch.manual_seed(0)
+    plain = MeanPoolMLP(MeanPoolMLPConfig(n_items=N_ITEMS, max_len=16), table).eval()
+    with torch.no_grad():
+        out["MeanPoolMLP"] = [float(v) for v in plain(*batch)]
     torch.manual_seed(0)
     din = DIN(DINConfig(n_items=N_ITEMS, n_tags=30), table, tags).eval()
     with torch.no_grad():

@@ -149,7 +149,7 @@ def test_cold_start_items_absent_from_training_share_the_unknown_id_vector():
     assert torch.equal(v[0, :8], torch.zeros(8))  # padding keeps its zero id row
     assert torch.equal(v[1], model.items(torch.tensor(5)))  # a known item: its own id row
     assert torch.equal(v[2, :8], torch.full((8,), 0.5))  # an unknown item: the shared id vector ...
-    assert torch.equal(v[2, 8:], model.items.item_emb_d128[40])  # ... and its own content row
+    assert torch.equal(v[2, 8:], model.items.content(torch.tensor(40)))  # ... and its own content row
     with torch.no_grad():  # so an unknown item's (untrained) id row no longer reaches the logit
         model.items.id_emb.weight[40].normal_()
     assert torch.equal(model.encode_items(torch.tensor([40])), v[2:])

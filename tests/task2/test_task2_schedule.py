@@ -58,6 +58,42 @@ def test_plateau_decay_early_stop_and_the_best_epochs_weights(monkeypatch, mini_
     assert (scores == seen[3]).all() and not (scores == seen[5]).all()
 
 
+def test_plateau_periods_decide_on_enough_steps_not_on_each_short_epoch(monkeypatch, mini_data, tmp_path):
+    """3,000 rows at batch 256 are 12 steps an epoch; plateau_steps 20 makes each decision read two epochs.
+    The same AUCs that stop an epoch-by-epoch schedule after epoch 4 run to epoch 6 here, the lr decays
+    once per period without a new best, and the checkpoint is still the best single epoch's."""
+    aucs = [0.60, 0.70, 0.65, 0.66, 0.64, 0.63, 0.99, 0.99]
+    base = dict(FAST_TRAIN, epochs=10, learning_rate=1e-3, lr_decay=0.5, early_stop_patience=2)
+    _scripted(monkeypatch, list(aucs))
+    short = train(mini_data, tmp_path / "short", load_train_config(None, **base), **QUIET)
+    assert short["epochs_run"] == 4 and short["best_epoch"] == 2
+    _scripted(monkeypatch, list(aucs))
+    run = train(mini_data, tmp_path / "run", load_train_config(None, **dict(base, plateau_steps=20)), **QUIET)
+    rows = _rows(tmp_path / "run")
+    assert [r["plateau_decision"] for r in rows] == [False, True, False, True, False, True]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4])
+    assert run["best_epoch"] == 2 and run["epochs_run"] == 6
+    assert run["stop_reason"].startswith("plateau: no new best valid AUC for 2 plateau periods (each >= 1 epoch "
+                                         "and 20 steps)")
+
+
+def test_run_record_states_the_noise_and_the_base_rate(mini_data, tmp_path):
+    """run.json carries the valid AUC's standard error and the base rate's BCE; a model started at the base
+    rate's log-odds is below that BCE after its first epoch."""
+    run = train(mini_data, tmp_path / "run", load_train_config(None, **FAST_TRAIN), **QUIET)
+    first = _rows(tmp_path / "run")[0]
+    assert 0.0 < run["best_valid_auc_se"] < 0.05 and run["base_rate"] == pytest.approx(0.25, abs=0.02)
+    assert first["valid_loss"] < run["base_rate_valid_loss"] < 0.6
+
+
+def test_auc_standard_error_is_hanley_mcneils():
+    from task2.train import auc_standard_error
+
+    assert auc_standard_error(0.95, 600, 1_800) == pytest.approx(0.0063, abs=1e-4)  # 2,400 rows, 600 clicks
+    assert auc_standard_error(0.97, 2_500, 7_500) == pytest.approx(0.0024, abs=2e-4)  # 10,000 rows, 25 % clicks
+    assert auc_standard_error(0.5, 10, 0) != auc_standard_error(0.5, 10, 0)  # nan without negatives
+
+
 def test_lr_floor_and_epoch_cap_reason(monkeypatch, mini_data, tmp_path):
     _scripted(monkeypatch, [0.6, 0.5, 0.5, 0.7])
     cfg = load_train_config(None, **dict(FAST_TRAIN, epochs=4, learning_rate=1e-3, lr_decay=0.1,
