@@ -344,14 +344,16 @@ def child(spec: dict) -> dict:
 # Parent: runs in the project venv. Makes the venv and the data, starts the child, renders, writes JSON.
 # ---------------------------------------------------------------------------------------------
 
-def ensure_venv(venv: Path) -> list[str]:
-    """Create `venv` with VENV_INSTALL when it has no fuxictr; return the commands that were run."""
+def ensure_venv(venv: Path, extra: list[str] | None = None) -> list[str]:
+    """Create `venv` with VENV_INSTALL (and `extra` requirements, e.g. the peer's pyarrow) when it lacks
+    them; return the commands that were run."""
     py = venv / "bin" / "python"
     probe = [str(py), "-c", "import fuxictr.pytorch.models, numpy, sklearn; assert int(numpy.__version__.split('.')[0]) < 2;"
-             " assert tuple(map(int, sklearn.__version__.split('.')[:2])) < (1, 5)"]
+             " assert tuple(map(int, sklearn.__version__.split('.')[:2])) < (1, 5)"
+             + ("; import pyarrow, pandas; pandas.DataFrame({'a': [1]}).to_parquet('/dev/null')" if extra else "")]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return []
-    cmds = [["python3", "-m", "venv", str(venv)], [str(py), "-m", "pip", "install", *VENV_INSTALL]]
+    cmds = [["python3", "-m", "venv", str(venv)], [str(py), "-m", "pip", "install", *VENV_INSTALL, *(extra or [])]]
     for cmd in cmds:
         log("$ " + " ".join(cmd))
         if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:

@@ -102,3 +102,104 @@ def test_closed_form_posterior_matches_the_generative_process_by_brute_force():
     se = np.sqrt(proba * (1 - proba) / np.maximum(n, 1))
     assert (n > 1_000).all()
     assert (np.abs(rate - proba) < 4 * se + 1e-3).all(), np.c_[rate, proba, n]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampled worlds (harness synth --world random)
+
+
+def test_sampled_worlds_are_seeded_and_span_the_stated_ranges():
+    from harness.worlds import sample_world_params, world_from_params
+
+    assert sample_world_params(7) == sample_world_params(7) != sample_world_params(8)
+    draws = [sample_world_params(s) for s in range(60)]
+    for p in draws:
+        cfg, wcfg = world_from_params(p)  # every draw builds
+        assert 15_000 <= cfg.n_train <= 1_000_000 and 200 <= cfg.n_items <= 91_717
+        assert 1 <= cfg.negatives <= 5 and 0.01 <= cfg.emb_scale <= 30
+    sizes = sorted(p["synth"]["n_train"] for p in draws)
+    assert sizes[0] < 40_000 and sizes[-1] > 400_000  # log-uniform: both ends are reached
+    assert {p["world"]["target"] for p in draws} == {"segment", "history"}
+    assert len({p["synth"]["negatives"] for p in draws}) == 5
+    fixed = sample_world_params(7, n_train=20_000)
+    assert fixed["synth"]["n_train"] == 20_000 and fixed["world"] == sample_world_params(7)["world"]
+
+
+def test_world_params_name_the_bad_key():
+    from harness.worlds import sample_world_params, world_from_params
+
+    with pytest.raises(ValueError, match="unknown key `synth.n_itemz`"):
+        world_from_params({"synth": {"n_itemz": 3}})
+    with pytest.raises(ValueError, match="`world.gamma` must be a number"):
+        world_from_params({"world": {"gamma": "steep"}})
+    with pytest.raises(ValueError, match="n_users is too small"):
+        world_from_params({"synth": {"n_users": 10}}, None)
+    p = sample_world_params(3)
+    p["synth"]["n_categories"] = 12
+    with pytest.raises(ValueError, match="1 to 8"):
+        world_from_params(p)
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    """A small sampled world with one negative per click and a table far from unit norm."""
+    from harness.worlds import sample_world_params
+
+    params = sample_world_params(11, n_train=6_000)
+    params["synth"].update(negatives=1, emb_scale=25.0, emb_offset=3.0, emb_anisotropy=1.0, emb_rotate=True,
+                           n_valid=4_000, n_test=4_000, n_users=9_000)
+    out = tmp_path_factory.mktemp("sampled") / "data"
+    doc = generate(out, seed=0, world="random", world_params=params)
+    return out, doc, params
+
+
+def test_a_sampled_world_is_a_valid_dataset_with_its_own_shape(sampled):
+    import polars as pl
+
+    from core.challenge import DATASET_DIR
+    from harness.validate import validate_root
+
+    out, doc, params = sampled
+    assert validate_root(out, require_all=True).ok
+    train = pl.read_parquet(out / DATASET_DIR / "train.parquet")
+    assert train.height == 6_000 and train["label"].mean() == pytest.approx(0.5)  # one negative per click
+    assert doc["scale"] == "sampled" and doc["world_config"] == params["world"]
+    assert {k: doc["config"][k] for k in params["synth"]} == params["synth"]
+    info = pl.read_parquet(out / DATASET_DIR / "item_info.parquet")["item_emb_d128"].to_numpy()
+    assert (info[0] == 0).all()  # padding stays zeros whatever the transform
+    norms = np.linalg.norm(info[1:], axis=1)
+    assert norms.mean() > 20 and doc["item_emb_d128_mean_row_norm"] == pytest.approx(norms.mean(), rel=1e-5)
+
+
+def test_a_sampled_worlds_oracle_is_calibrated_with_its_own_group_size(sampled):
+    """Groups of 2 rows here, not 4: the posterior's group-size term must follow the world."""
+    from harness.synth import resolve, simulate
+
+    _, _, params = sampled
+    cfg, wcfg = resolve("demo", "random", world_params=params)
+    sim = simulate(cfg, wcfg, 0)
+    for split in (sim.valid, sim.test):
+        p = oracle_proba(sim.world, split, cfg.n_items)
+        assert abs(p.mean() - split.label.mean()) < 0.02
+        for rows in np.array_split(np.argsort(p, kind="stable"), 5):
+            assert abs(p[rows].mean() - split.label[rows].mean()) < 0.05
+
+
+def test_synth_cli_random_world_and_params_file(tmp_path, harness_cli):
+    code, out, err = harness_cli("synth", tmp_path / "w", "--world", "random", "--world-seed", "5",
+                                 "--world-params", _params_file(tmp_path, {"synth": {"n_train": 4_000}}))
+    assert code == 0 and "random-5" in out and "4,000 train rows" in out
+    doc = json.loads((tmp_path / "w" / "oracle" / "oracle.json").read_text())
+    assert doc["world_seed"] == 5 and doc["config"]["n_train"] == 4_000
+    code, _, err = harness_cli("synth", tmp_path / "x", "--world", "random",
+                               "--world-params", _params_file(tmp_path, {"synth": {"zipff": 1}}))
+    assert code == 2 and err.count("\n") == 1 and "params.json" in err and "synth.zipff" in err
+    assert not (tmp_path / "x").exists()
+    code, _, err = harness_cli("synth", tmp_path / "y", "--world-seed", "5")
+    assert code == 2 and "--world random" in err and err.count("\n") == 1
+
+
+def _params_file(tmp_path, params) -> str:
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(params))
+    return str(path)
