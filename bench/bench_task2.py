@@ -302,7 +302,8 @@ def merge(out: Path, files: tuple[Path, ...]) -> None:
               help="One dataset (with oracle/) instead of the generated worlds.")
 @click.option("--world-set", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A fixed set of sampled worlds (bench/worlds/*.json) instead of --worlds.")
-@click.option("--set-worlds", help="With --world-set: comma list of the world names to run (default: all).")
+@click.option("--set-worlds", help="With --world-set: comma list of the world names to run, in this order "
+              "(default: all, in the file's order).")
 @click.option("--models", default="SASRecDCN,MeanPoolMLP,DIN", show_default=True,
               help=f"Comma list of: {', '.join(MODELS)}.")
 @click.option("--sweep", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -349,8 +350,9 @@ def main(worlds, scale, data_seeds, data_dir, world_set, set_worlds, models, swe
         unknown = sorted(set(wanted) - {e["name"] for e in entries})
         if unknown:
             raise click.UsageError(f"{world_set}: no world named {', '.join(unknown)}")
-        datasets = {(e["name"], int(s)): dataset(cache, "sampled", e["name"], int(s), e["params"])
-                    for e in entries if e["name"] in wanted for s in data_seeds.split(",")}
+        by_name = {e["name"]: e for e in entries}  # in --set-worlds' order: list the largest first to finish sooner
+        datasets = {(name, int(s)): dataset(cache, "sampled", name, int(s), by_name[name]["params"])
+                    for name in wanted for s in data_seeds.split(",")}
         scale = f"set {world_set.stem}"
     else:
         datasets = {(w, int(s)): dataset(cache, scale, w, int(s)) for w in worlds.split(",")

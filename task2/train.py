@@ -72,7 +72,8 @@ class TrainConfig:
     model_class: str = "SASRecDCN"
     model: dict = field(default_factory=dict)
     epochs: int = 100  # a cap, not a schedule: training stops on its own plateau (early_stop_patience)
-    batch_size: int = 512  # global (effective) batch size, over all DDP ranks
+    batch_size: int = 512  # global (effective) batch size, over all DDP ranks; the largest, with min_epoch_steps
+    min_epoch_steps: int = 50  # > 0: on small data the batch halves (floor 128) until an epoch has this many steps
     eval_batch_size: int = 1024
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # AdamW, on matrices and embeddings only
@@ -80,7 +81,7 @@ class TrainConfig:
     lr_decay: float = 0.5  # lr *= this after an epoch without a new best valid AUC (decay on plateau)
     min_learning_rate: float = 1e-5
     early_stop_patience: int = 2  # plateau periods without a new best valid AUC before stopping
-    plateau_steps: int = 0  # a plateau period is an epoch, or as many epochs as make at least this many
+    plateau_steps: int = 300  # a plateau period is an epoch, or as many epochs as make at least this many
     #                         optimizer steps: on small data a decision (decay, stop) reads enough training
     grad_clip: float = 1.0
     length_aware: bool = True  # sort by history length within buckets and trim padding per batch
@@ -106,8 +107,8 @@ class TrainConfig:
             raise ValueError("lr_decay and lr_epoch_decay must be in (0, 1]")
         if self.fit_to_data and self.model_class != "DIN":
             raise ValueError("fit_to_data is Track 1's rule for DIN's batch_size and learning_rate; set them directly")
-        if self.early_stop_patience < 1 or self.plateau_steps < 0:
-            raise ValueError("early_stop_patience must be >= 1 and plateau_steps >= 0")
+        if self.early_stop_patience < 1 or self.plateau_steps < 0 or self.min_epoch_steps < 0:
+            raise ValueError("early_stop_patience must be >= 1; plateau_steps and min_epoch_steps >= 0")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -120,8 +121,22 @@ class TrainConfig:
 # model config).
 DIN_BASELINE_TRAIN = {"epochs": 100, "batch_size": 8192, "learning_rate": 1e-3, "weight_decay": 0.0,
                       "lr_epoch_decay": 1.0, "lr_decay": 0.1, "min_learning_rate": 1e-6,
-                      "early_stop_patience": 3, "grad_clip": 10.0, "length_aware": False}
+                      "early_stop_patience": 3, "grad_clip": 10.0, "length_aware": False,
+                      "plateau_steps": 0, "min_epoch_steps": 0}  # FuxiCTR decides every epoch; Track 1 fits batch itself
 DIN_OFFICIAL_ROWS = 3_600_000  # the official train split: 439 steps per epoch at batch 8192
+
+
+MIN_FITTED_BATCH = 128
+
+
+def batch_for_steps(n_rows: int, batch_size: int, min_steps: int) -> int:
+    """The largest of batch_size, batch_size / 2, ... (not below 128, nor above batch_size) that gives an
+    epoch of n_rows at least min_steps steps. At batch 512 an epoch of 15,000 rows is 30 updates, and a
+    small dataset's ids then learn on a fraction of the updates a large one's get per epoch."""
+    batch = batch_size
+    while batch > MIN_FITTED_BATCH and math.ceil(n_rows / batch) < min_steps:
+        batch = max(MIN_FITTED_BATCH, batch // 2)
+    return batch
 
 
 def fit_din_tunables(n_rows: int) -> dict:
@@ -334,6 +349,15 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     train_split = read_split(train_path, n_items=items.n_items).to(device)
     valid_split = read_split(valid_path, n_items=items.n_items).to(device)
     fitted = None
+    if cfg.min_epoch_steps and not cfg.fit_to_data:
+        batch = batch_for_steps(len(train_split), cfg.batch_size, cfg.min_epoch_steps)
+        if batch != cfg.batch_size:
+            fitted = {"train_rows": len(train_split), "batch_size": batch, "largest_batch_size": cfg.batch_size,
+                      "rule": f"batch halves from {cfg.batch_size} until an epoch has >= {cfg.min_epoch_steps} "
+                              f"steps (floor {MIN_FITTED_BATCH})"}
+            log(f"batch_size {batch} (of at most {cfg.batch_size}): {len(train_split):,} training rows make "
+                f"{math.ceil(len(train_split) / batch)} steps an epoch (min_epoch_steps {cfg.min_epoch_steps})")
+            cfg = dataclasses.replace(cfg, batch_size=batch)
     if cfg.fit_to_data:
         fitted = fit_din_tunables(len(train_split))
         cfg = dataclasses.replace(cfg, batch_size=fitted["batch_size"], learning_rate=fitted["learning_rate"])

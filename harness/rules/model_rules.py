@@ -44,8 +44,9 @@ BASELINE_DIN = {
 # difference is a warning, since a short test run (fewer epochs) is legitimate and not the final model
 BASELINE_DIN_TRAIN = {
     "epochs": 100, "early_stop_patience": 3, "grad_clip": 10.0, "weight_decay": 0.0, "lr_epoch_decay": 1.0,
-    "lr_decay": 0.1, "min_learning_rate": 1e-6, "length_aware": False,
+    "lr_decay": 0.1, "min_learning_rate": 1e-6, "length_aware": False, "plateau_steps": 0, "min_epoch_steps": 0,
 }
+BASELINE_KEYS_ADDED = {"plateau_steps", "min_epoch_steps"}  # absent from earlier releases' configs: the baseline's value
 
 ALLOWED_RUN_INPUTS = {"train", "valid", "item_info"}
 ALLOWED_PREDICT_INPUTS = {"model.safetensors", "model_args.json", "test.parquet"}
@@ -375,7 +376,7 @@ def check_track1_baseline(ctx):
                            "baseline's", "outputs/task2/config.json"))
         return out
     differ = [f"{key} = {train.get(key)!r} (baseline {base!r})" for key, base in BASELINE_DIN_TRAIN.items()
-              if _as_json(train.get(key)) != base]
+              if _as_json(train.get(key, base if key in BASELINE_KEYS_ADDED else None)) != base]
     if differ:
         out.append(warning(rid, "training differs from the baseline's: " + "; ".join(differ) + "; Track 1 may "
                            "tune only learning_rate and batch_size", "outputs/task2/config.json"))

@@ -86,6 +86,21 @@ def test_run_record_states_the_noise_and_the_base_rate(mini_data, tmp_path):
     assert first["valid_loss"] < run["base_rate_valid_loss"] < 0.6
 
 
+def test_small_data_halves_the_batch_until_an_epoch_has_enough_steps(mini_data, tmp_path):
+    from task2.train import batch_for_steps
+
+    assert batch_for_steps(15_000, 512, 100) == 128  # 30 steps at 512, 59 at 256, 118 at 128
+    assert batch_for_steps(40_000, 512, 100) == 256 and batch_for_steps(3_600_000, 512, 100) == 512
+    assert batch_for_steps(1_000, 512, 100) == 128  # the floor holds even when the steps fall short
+    assert batch_for_steps(1_000, 64, 100) == 64  # never above what was asked
+    assert batch_for_steps(15_000, 512, 0) == 512
+    # 3,000 rows: 12 steps at 256, 24 at 128; the run records the batch it used and why
+    run = train(mini_data, tmp_path / "run", load_train_config(None, **dict(FAST_TRAIN, epochs=1, min_epoch_steps=20)),
+                **QUIET)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["batch_size"] == 128 and run["fitted_to_data"]["largest_batch_size"] == 256
+
+
 def test_auc_standard_error_is_hanley_mcneils():
     from task2.train import auc_standard_error
 
