@@ -6,7 +6,7 @@ RUN_DIR holds what the pipeline wrote:
     RUN_DIR/task2/        `harness train --out`: model.safetensors, model_args.json, config.json, run.json, ...
     RUN_DIR/prediction/   `harness predict --out`: prediction.csv, prediction.zip, predict.json
 
-The package (layout in harness/rules/context.py) gets the upload, the Task 1 outputs (not the feature
+The package (layout in core/package_format.py) gets the upload, the Task 1 outputs (not the feature
 cache), the Task 2 checkpoint and records, the code (task1/, task2/, core/, harness/, scripts/, pyproject.toml,
 requirements.lock, run_tests.sh, from the project root, without caches), the configs the reproduce
 commands pass, a generated reproduce.sh and REPRODUCE.md with the exact commands, a LICENSE, and
@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -33,24 +32,15 @@ import click
 
 from core.errors import UserError
 from core.io import sha256_file
-from harness.rules.context import CODE_DIRS, LAYOUT
-from harness.rules.context import CODE_FILES as LAYOUT_CODE_FILES
+from core.challenge import TORCH_TO_SAFETENSORS
+from core.package_format import (CODE_DIRS, COPIED_CODE_FILES, FORMAT, REPRO_ENV, code_tree_hashes, expected_state_from,
+                                 layout_role, reproduce_sh, reproduce_steps, shell_line, skip_dir, skip_file)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# the package layout is declared once, in harness/rules/context.py (LAYOUT, CODE_DIRS, CODE_FILES): the packager
-# copies by it and the verifier checks by it
-CODE_FILES = tuple(f for f in LAYOUT_CODE_FILES if f != "reproduce.sh")  # reproduce.sh is written, not copied
-SKIP_NAMES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints")
-TASK2_ROLES = {rel.rsplit("/", 1)[1]: role for rel, role in LAYOUT.items()
-               if rel.startswith("outputs/task2/") and role != "figure"}
-TASK1_ROLES = {rel.rsplit("/", 1)[1]: role for rel, role in LAYOUT.items() if rel.startswith("outputs/task1/")}
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".joblib", ".npz", ".onnx",
-                   ".h5")
-REPRO_ENV = {"PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
 EXPECTED_STATE_SNIPPET = r"""
 import json, sys
-root, args_path = sys.argv[1], sys.argv[2]
+root, args_path, codes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])  # codes: core.challenge.TORCH_TO_SAFETENSORS
 sys.path[:] = [root] + [p for p in sys.path[1:] if p and "__editable__" not in p]
 sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in (getattr(f, "__module__", "") or "")
                     and "__editable__" not in type(f).__module__]
@@ -60,8 +50,6 @@ with open(args_path) as f:
     args = json.load(f)
 with torch.device("meta"):
     model = build_model(args)
-codes = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
-         "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 print(json.dumps({k: [codes.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape)]
                   for k, v in model.state_dict().items()}))
 """
@@ -105,10 +93,9 @@ class _Builder:
     def copy_tree(self, src: Path, rel: str) -> int:
         n = 0
         for dirpath, dirnames, filenames in os.walk(src):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES and not d.startswith(".")
-                                 and not d.endswith(".egg-info"))
+            dirnames[:] = sorted(d for d in dirnames if not skip_dir(d))
             for name in sorted(filenames):
-                if name.endswith((".pyc", ".pyo")) or name.startswith("."):
+                if skip_file(name):
                     continue
                 path = Path(dirpath) / name
                 self.copy(path, f"{rel}/{path.relative_to(src).as_posix()}", "code")
@@ -123,9 +110,8 @@ def _run_dir_files(folder: Path):
 
 def _expected_state(package_root: Path, args: dict, args_path: Path, log) -> dict:
     """The declared class's state signature, built from the packaged task2 code (on the meta device)."""
-    from harness.rules.model_rules import _tree_hashes, expected_state_from
 
-    if _tree_hashes(package_root / "task2") == _tree_hashes(PROJECT_ROOT / "task2"):
+    if code_tree_hashes(package_root / "task2") == code_tree_hashes(PROJECT_ROOT / "task2"):
         from task2.model import build_model
 
         try:
@@ -134,7 +120,8 @@ def _expected_state(package_root: Path, args: dict, args_path: Path, log) -> dic
             raise UserError(f"model_args.json does not rebuild the model: {e}", path=args_path) from None
     log("packaged task2 differs from this harness's: rebuilding the declared class in a subprocess")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-B", "-c", EXPECTED_STATE_SNIPPET, str(package_root), str(args_path)],
+    proc = subprocess.run([sys.executable, "-B", "-c", EXPECTED_STATE_SNIPPET, str(package_root), str(args_path),
+                           json.dumps(TORCH_TO_SAFETENSORS)],
                           capture_output=True, text=True, env=env, timeout=600, cwd=package_root)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -142,77 +129,12 @@ def _expected_state(package_root: Path, args: dict, args_path: Path, log) -> dic
     return json.loads(proc.stdout)
 
 
-def reproduce_steps(track: int, task1: dict | None, device: str, configs: str = "configs") -> list[dict]:
-    """The Task 1, Task 2 and predict commands, declared once, as data: module + args with {data}, {work},
-    {device} placeholders. A package's reproduce.sh, REPRODUCE.md and manifest, the verifier's `--rerun
-    full` (harness.rules.trust_rules.trusted_steps) and `./reproduce.sh`'s embed, train and predict stages
-    (harness.pipeline, with `configs` its RUN_DIR/configs) all run these."""
-    steps = []
-    if track in (1, 3):
-        args = ["--data", "{data}", "--out", "{work}/task1", "--profile", str(task1.get("profile", "reference")),
-                "--config", f"{configs}/task1.json", "--seed", str(task1.get("seed", 0)), "--device", "{device}"]
-        steps.append({"name": "task1", "module": "task1", "args": args})
-    train = ["train", "--data", "{data}"]
-    if track in (1, 3):
-        train += ["--item-info", "{work}/task1/item_info.parquet"]
-    train += ["--out", "{work}/task2", "--config", f"{configs}/task2.json", "--device", "{device}"]
-    steps.append({"name": "task2", "module": "task2", "args": train})
-    steps.append({"name": "predict", "module": "task2", "args": [
-        "predict", "--run", "{work}/task2", "--data", "{data}", "--out", "{work}/prediction", "--track", str(track),
-        "--device", "{device}"]})
-    return steps
-
-
-def fill_step(step: dict, data: str | Path, work: str | Path, device: str) -> list[str]:
-    """One of `reproduce_steps` as the args it runs with: {data}, {work} and {device} filled in."""
-    subst = {"{data}": str(data), "{work}": str(work), "{device}": device}
-    args = []
-    for a in step["args"]:
-        for key, value in subst.items():
-            a = a.replace(key, value)
-        args.append(a)
-    return args
-
-
-def _shell(step: dict, script: bool = True) -> str:
-    """One step as a shell line: "$DATA"-style variables in reproduce.sh, DATA-style words in REPRODUCE.md."""
-    words = []
-    for a in step["args"]:
-        if script:
-            s = a.replace("{data}", '"$DATA"').replace("{work}", '"$WORK"').replace("{device}", '"$DEVICE"')
-            words.append(s if s != a else shlex.quote(a))
-        else:
-            words.append(a.replace("{data}", "DATA").replace("{work}", "WORK").replace("{device}", "DEVICE"))
-    return f"python -m {step['module']} " + " ".join(words)
-
-
-def reproduce_sh(steps: list[dict], device: str) -> str:
-    env = " ".join(f"{k}={v}" for k, v in REPRO_ENV.items())
-    body = "\n".join(_shell(s) for s in steps)
-    return f"""#!/usr/bin/env bash
-# Re-creates this submission from the packaged code and configs (written by `harness package`).
-# Usage: ./reproduce.sh DATA_DIR [WORK_DIR] [DEVICE]   (DEVICE: cpu or cuda; default {device})
-# The hash seed and cuBLAS workspace are set before Python starts, as determinism needs.
-set -euo pipefail
-HERE="$(cd "$(dirname "$0")" && pwd)"
-DATA="$(cd "${{1:?usage: ./reproduce.sh DATA_DIR [WORK_DIR] [DEVICE]}}" && pwd)"
-WORK="${{2:-$HERE/work}}"
-DEVICE="${{3:-{device}}}"
-export {env}
-cd "$HERE"
-if [ -f scripts/setup_env.sh ]; then source scripts/setup_env.sh; fi
-mkdir -p "$WORK"
-{body}
-echo "done: compare $WORK/prediction/prediction.csv with prediction.csv" >&2
-"""
-
-
 def reproduce_md(track: int, steps: list[dict], manifest: dict, device: str) -> str:
     env = manifest["environment"]
     torch_env = env.get("torch") or {}
     git = manifest["git"]
     m = manifest["metrics"]
-    cmds = "\n".join("    " + _shell(s, script=False) for s in steps)
+    cmds = "\n".join("    " + shell_line(s, script=False) for s in steps)
     t1 = ""
     if track in (1, 3):
         models = ", ".join(f"{x.get('id')} ({x.get('license')})" for x in manifest.get("task1", {}).get("models", []))
@@ -322,28 +244,20 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
     try:
         b = _Builder(tmp)
-        # outputs
-        for p in _run_dir_files(t2):
-            role = TASK2_ROLES.get(p.name) or ("figure" if p.suffix == ".png" else
-                                               "task2_checkpoint" if p.suffix in WEIGHT_SUFFIXES else "other")
-            b.copy(p, f"outputs/task2/{p.name}", role)
-        if track in (1, 3):
-            for p in _run_dir_files(t1):
-                role = TASK1_ROLES.get(p.name) or ("task1_reducer" if p.name.startswith("reducer") else "other")
-                b.copy(p, f"outputs/task1/{p.name}", role)
-        for p in _run_dir_files(pred_dir):
-            if p.name in ("prediction.csv", "prediction.zip"):
-                b.copy(p, p.name, "prediction" if p.suffix == ".csv" else "upload")
-            else:
-                b.copy(p, f"outputs/prediction/{p.name}", "prediction_record" if p.name == "predict.json"
-                       else "other")
+        # outputs, each with the role its place in the layout gives it (the verifier derives the same)
+        folders = [("task2", t2)] + ([("task1", t1)] if track in (1, 3) else []) + [("prediction", pred_dir)]
+        for name, folder in folders:
+            for p in _run_dir_files(folder):
+                rel = p.name if name == "prediction" and p.name in ("prediction.csv", "prediction.zip") \
+                    else f"outputs/{name}/{p.name}"
+                b.copy(p, rel, layout_role(rel))
         # code
         for d in CODE_DIRS:
             if (code_root / d).is_dir():
                 log(f"code: {d}/ ({b.copy_tree(code_root / d, d)} files)")
             elif d in ("task2", "core", "harness") or (d == "task1" and track in (1, 3)):
                 raise UserError(f"{d}/ not found in the code root; the package must hold the code", path=code_root)
-        for name in CODE_FILES:
+        for name in COPIED_CODE_FILES:
             if (code_root / name).is_file():
                 b.copy(code_root / name, name, "code")
             else:
@@ -390,7 +304,6 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
 def _manifest(track, run_doc, predict_doc, task1_doc, args_doc, expected, steps, code_root) -> dict:
     from core.env import git_state
     from core.challenge import TRACK_COLUMNS
-    from harness.rules.context import FORMAT
 
     inputs = run_doc.get("inputs") if isinstance(run_doc.get("inputs"), dict) else {}
     data = {}

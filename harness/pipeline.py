@@ -31,7 +31,7 @@ import click
 from core.challenge import DATASET_DIR, TRACK_COLUMNS
 from core.errors import UserError
 from core.io import write_json_atomic
-from harness.package import fill_step, reproduce_steps
+from core.package_format import fill_step, reproduce_steps
 from harness.stamps import HashCache, digest
 from harness.worlds import DEFAULT_WORLD, WORLDS
 

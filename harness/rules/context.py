@@ -7,19 +7,8 @@ submitter writes), JSON documents, the Python modules (parsed from their bytes a
 never imported), the Task 2 checkpoint's header, the data root's files. A file is only ever opened
 when it is a regular file inside the folder (`O_NOFOLLOW`) within the size limits.
 
-The package layout (what `harness package` writes; `LAYOUT` maps paths to roles):
-
-    prediction.csv, prediction.zip            the upload (prediction.csv alone at the zip's root)
-    outputs/task1/item_info.parquet           Task 1 embeddings (official item_info schema)
-    outputs/task1/reducer.safetensors         Task 1 reducer
-    outputs/task1/task1.json                  Task 1 record: models and licences, config, seed, counts
-    outputs/task2/model.safetensors           Task 2 checkpoint (flat name -> tensor)
-    outputs/task2/model_args.json             {"model_class", "config"}: rebuilds the model
-    outputs/task2/config.json, run.json, metrics.jsonl, training_curves.png
-    outputs/prediction/predict.json           prediction record
-    configs/task1.json, configs/task2.json    the configs the reproduce commands pass
-    task1/ task2/ harness/ scripts/ pyproject.toml requirements.lock reproduce.sh run_tests.sh
-    REPRODUCE.md, LICENSE, MANIFEST.json
+The package layout and its roles are declared once, in core/package_format.py, which the packager
+(harness/package.py) writes by.
 """
 
 from __future__ import annotations
@@ -32,53 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from core.challenge import DATASET_DIR, TORCH_TO_SAFETENSORS, TRACK_COLUMNS
+from core.package_format import CODE_DIRS, CODE_FILES, FORMAT, LAYOUT, MANIFEST, ROLES, layout_role  # noqa: F401
 from harness.rules import formats
 from harness.rules.pysource import ModuleSource, module_name, scan_source
 
-FORMAT = "mmctr-submission/1"
-MANIFEST = "MANIFEST.json"
-
-ROLES = {
-    "prediction": "prediction.csv, the scored file",
-    "upload": "prediction.zip, what is uploaded",
-    "task1_embeddings": "Task 1 item_info.parquet",
-    "task1_reducer": "Task 1 reducer weights",
-    "task1_record": "task1.json",
-    "task2_checkpoint": "Task 2 model weights",
-    "task2_args": "model_args.json",
-    "task2_record": "run.json",
-    "prediction_record": "predict.json",
-    "config": "a config the reproduce commands use",
-    "metrics": "per-epoch metrics",
-    "figure": "a figure",
-    "code": "source code and scripts",
-    "doc": "documentation",
-    "license": "the LICENSE",
-    "other": "anything else a run wrote (logs)",
-}
-
-LAYOUT = {
-    "prediction.csv": "prediction",
-    "prediction.zip": "upload",
-    "outputs/task1/item_info.parquet": "task1_embeddings",
-    "outputs/task1/reducer.safetensors": "task1_reducer",
-    "outputs/task1/reducer.npz": "task1_reducer",
-    "outputs/task1/task1.json": "task1_record",
-    "outputs/task2/model.safetensors": "task2_checkpoint",
-    "outputs/task2/model_args.json": "task2_args",
-    "outputs/task2/config.json": "config",
-    "outputs/task2/run.json": "task2_record",
-    "outputs/task2/metrics.jsonl": "metrics",
-    "outputs/task2/training_curves.png": "figure",
-    "outputs/prediction/predict.json": "prediction_record",
-    "configs/task1.json": "config",
-    "configs/task2.json": "config",
-    "REPRODUCE.md": "doc",
-    "LICENSE": "license",
-}
-CODE_DIRS = ("task1", "task2", "core", "harness", "scripts")  # the code a package holds
-CODE_FILES = ("pyproject.toml", "requirements.lock", "reproduce.sh", "run_tests.sh")
-
+# the layout and roles are the package format's (core/package_format.py), shared with the packager
 MAX_ENTRIES = 20_000  # files and folders walked; more is itself a finding
 MAX_DEPTH = 24  # folder nesting walked; deeper folders are a finding and are not descended
 MAX_FILE_BYTES = 2 * 1024**3  # one file: the largest legitimate one (a full item_info) is ~100 MB
@@ -117,32 +64,6 @@ def load_json_bytes(data: bytes):
         raise ValueError(f"{type(e).__name__}: {printable(str(e), 120)}") from None
 
 
-def layout_role(rel: str) -> str:
-    """The role a path has in the layout `harness package` writes. The verifier decides roles from paths
-    (never from the manifest, which the submitter writes); the manifest's roles must agree."""
-    from harness.package import TASK1_ROLES, TASK2_ROLES, WEIGHT_SUFFIXES
-
-    if rel in LAYOUT:
-        return LAYOUT[rel]
-    parts = rel.split("/")
-    if len(parts) == 3 and parts[0] == "outputs":
-        folder, name = parts[1], parts[2]
-        suffix = os.path.splitext(name)[1]
-        if folder == "task2":
-            return TASK2_ROLES.get(name) or ("figure" if suffix == ".png" else "task2_checkpoint"
-                                             if suffix in WEIGHT_SUFFIXES else "other")
-        if folder == "task1":
-            return TASK1_ROLES.get(name) or ("task1_reducer" if name.startswith("reducer") else "other")
-        if folder == "prediction":
-            return "prediction_record" if name == "predict.json" else "other"
-    if rel in CODE_FILES or parts[0] in CODE_DIRS and len(parts) > 1:
-        return "code"
-    if rel.endswith(".md"):
-        return "doc"
-    return "other"
-
-
-infer_role = layout_role  # the name tests and older callers use
 
 
 def unsafe_rel(rel) -> str | None:

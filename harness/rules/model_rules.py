@@ -16,21 +16,18 @@ parquet file or a safetensors header, and text that looks like a model's paramet
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from pathlib import Path
 
-from core.challenge import TORCH_TO_SAFETENSORS
 from core.errors import error, warning
+from core.package_format import WEIGHT_SUFFIXES, code_tree_hashes, expected_state_from
 from harness.rules import formats, rule
 from harness.rules.context import MANIFEST
 from harness.rules.pysource import class_forward_params, name_uses
 from harness.rules.released import TRUSTED_DIRS
 
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".hdf5", ".keras", ".onnx",
-                   ".npz", ".npy", ".msgpack", ".gguf", ".tflite", ".pb", ".ubj", ".cbm", ".joblib", ".pkl",
-                   ".pickle")
+
 
 # Track 1: the official baseline DIN (FuxiCTR 2.3.7, DIN_MicroLens_1M_x1). Only these may change:
 TRACK1_TUNABLE_MODEL = ("embedding_regularizer", "net_regularizer", "net_dropout")
@@ -59,26 +56,6 @@ USER_TENSOR = re.compile(r"(^|[._])(user|users|uid)(_?ids?|_?embs?|_?embeddings?
 # the declared class, rebuilt from trusted code
 
 
-def state_signature(model) -> dict:
-    """{name: [safetensors dtype, shape]} of a module's state dict."""
-    return {k: [TORCH_TO_SAFETENSORS.get(str(v.dtype).replace("torch.", ""), str(v.dtype)), list(v.shape)]
-            for k, v in model.state_dict().items()}
-
-
-def expected_state_from(build_model, args: dict) -> dict:
-    """Build the declared class on the meta device (no memory, no data) and return its state signature."""
-    import torch
-
-    with torch.device("meta"):
-        model = build_model(args)
-    return state_signature(model)
-
-
-def _tree_hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*.py")) if "__pycache__" not in p.parts and not p.is_symlink()}
-
-
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
@@ -103,7 +80,7 @@ def trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
         result = (None, "the verifier's task2 would be the package's own (the current folder shadows it); run "
                   "`harness verify` from outside the package")
     else:
-        own = _tree_hashes(Path(list(spec.submodule_search_locations)[0]))
+        own = code_tree_hashes(Path(list(spec.submodule_search_locations)[0]))
         theirs = {rel[len("task2/"):]: ctx.sha256(rel) for rel in ctx.files()
                   if rel.startswith("task2/") and rel.endswith(".py")}
         if own != theirs:

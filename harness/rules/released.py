@@ -31,7 +31,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-RELEASED_DIRS = ("core", "harness", "scripts", "task1", "task2")
+from core.package_format import CODE_DIRS, skipped
+
+RELEASED_DIRS = CODE_DIRS  # a release is the code a package holds
 RELEASED_FILES = ("pyproject.toml", "requirements.lock", "run_tests.sh")
 TRUSTED_DIRS = ("core", "harness", "scripts")  # must equal a release
 TRUSTED_FILES = ("pyproject.toml", "run_tests.sh")
@@ -44,17 +46,6 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "released"
 class Release:
     name: str
     files: dict  # path -> sha256 (and PYPROJECT_KEY -> hash of pyproject.toml without its dependencies)
-
-
-def skipped(rel: str) -> bool:
-    """What `harness package` leaves out when it copies a code folder (harness.package._Builder.copy_tree)."""
-    from harness.package import SKIP_NAMES
-
-    parts = rel.split("/")
-    dirs, name = parts[:-1], parts[-1]
-    if any(d in SKIP_NAMES or d.startswith(".") or d.endswith(".egg-info") for d in dirs):
-        return True
-    return name.endswith((".pyc", ".pyo")) or name.startswith(".")
 
 
 def sha256(data: bytes) -> str:

@@ -38,7 +38,9 @@ import threading
 import time
 from pathlib import Path
 
+from core.challenge import TORCH_TO_SAFETENSORS
 from harness.rules import sandbox
+from harness.rules.code_rules import BANNED
 
 AUC_TOLERANCE = 0.005
 MIN_SPEARMAN = 0.95
@@ -204,7 +206,7 @@ def _steps(ctx, data: Path, work: Path, device: str) -> tuple[list[tuple[str, st
     steps, _ = trusted_steps(ctx)
     if not steps:
         return [], "the reproduce steps cannot be derived (unknown track, or no task1.json)"
-    from harness.package import fill_step
+    from core.package_format import fill_step
 
     return [(s["name"], s["module"], fill_step(s, data, work, device)) for s in steps], None
 
@@ -256,7 +258,8 @@ def run_rerun(ctx, mode: str, device: str = "cpu", timeout: float = 3600.0,
         plan = make_plan(ctx, tmp, mode, device, timeout, use_sandbox, hide)
         (tmp / "driver" / "settings.json").write_text(json.dumps(
             {"package_root": str(copy), "read": plan.read, "devices": plan.devices,
-             "write": plan.write + (["/dev/shm"] if plan.enabled else [])}),
+             "write": plan.write + (["/dev/shm"] if plan.enabled else []),
+             "banned": list(BANNED), "dtype_codes": TORCH_TO_SAFETENSORS}),
             encoding="utf-8")
         result["sandbox"] = plan.describe()
         env = sandbox.scrubbed_env(scratch, seed)

@@ -32,8 +32,11 @@ import os
 import runpy
 import sys
 
-BANNED = ("xgboost", "lightgbm", "catboost", "sklearn.ensemble", "sklearn.tree", "thundergbm", "ngboost",
-          "h2o", "treelite", "torchensemble", "interpret.glassbox", "pyspark.ml.classification")
+# Facts of the rules, given in SETTINGS (this file runs in the sandbox and imports nothing of the project, so
+# it holds no copy): the banned modules (harness.rules.code_rules.BANNED) and the torch -> safetensors dtype
+# names (core.challenge.TORCH_TO_SAFETENSORS). Set by main() before anything else runs.
+BANNED = ()
+TORCH_TO_ST = {}
 MAX_PER_KIND = 20  # events sent per kind and package file:line (and ten times that per kind in all)
 ATTRIBUTED = ("process", "native", "unpickle", "exec")  # judged by where they come from
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -220,6 +223,8 @@ def main():
     module, args = sys.argv[6], sys.argv[7:]
     with open(settings_path, encoding="utf-8") as f:
         settings = json.load(f)
+    global BANNED, TORCH_TO_ST
+    BANNED, TORCH_TO_ST = tuple(settings["banned"]), dict(settings["dtype_codes"])
     package_root = settings["package_root"]
     _isolate(package_root)
     record = {"type": "record", "mode": mode, "module": module}
@@ -258,11 +263,6 @@ def main():
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc if isinstance(rc, int) and 0 <= rc < 256 else 1)
-
-
-# core.challenge.TORCH_TO_SAFETENSORS, copied: this file runs in the sandbox and imports nothing of the project
-TORCH_TO_ST = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
-               "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 
 def _inspect(seen, run_dir):

@@ -97,7 +97,7 @@ def pyproject_problems(data: bytes) -> list[str]:
 
 def trusted_steps(ctx) -> tuple[list[dict] | None, str]:
     """The reproduce steps the verifier's own `harness package` writes for this package, and its device."""
-    from harness.package import reproduce_steps
+    from core.package_format import reproduce_steps
 
     run = ctx.run_record() or {}
     device = "cuda" if str(run.get("device", "cpu")).startswith("cuda") else "cpu"
@@ -138,7 +138,7 @@ def check_layout(ctx):
         out.append(error(rid, "the reproduce steps cannot be derived: the track is unknown or task1.json is "
                      "missing", MANIFEST))
         return out
-    from harness.package import reproduce_sh
+    from core.package_format import reproduce_sh
 
     if ctx.manifest is not None and ctx.section("reproduce").get("steps") != steps:
         out.append(error(rid, "the manifest's reproduce steps are not the ones `harness package` writes for this "

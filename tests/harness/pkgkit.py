@@ -123,7 +123,7 @@ def copy_package(src: Path, dst: Path) -> Path:
 def resign(pkg: Path, roles: dict[str, str] | None = None) -> None:
     """Re-list every regular file of `pkg` in MANIFEST.json with its current hash and size."""
     from core.io import sha256_file
-    from harness.rules.context import infer_role
+    from core.package_format import layout_role
 
     path = pkg / "MANIFEST.json"
     manifest = json.loads(path.read_text())
@@ -133,7 +133,7 @@ def resign(pkg: Path, roles: dict[str, str] | None = None) -> None:
         rel = p.relative_to(pkg).as_posix()
         if rel == "MANIFEST.json" or p.is_symlink() or not p.is_file():
             continue
-        role = (roles or {}).get(rel) or old.get(rel, {}).get("role") or infer_role(rel)
+        role = (roles or {}).get(rel) or old.get(rel, {}).get("role") or layout_role(rel)
         files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size, "role": role}
     manifest["files"] = files
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

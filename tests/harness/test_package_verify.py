@@ -319,12 +319,13 @@ def test_trained_tiny_package_rerun_full(trained_package, tiny_data, tmp_path):
 
 def test_package_code_root_rebuilds_the_model_from_the_packaged_code(run2, tmp_path, tiny_data):
     """Packaging code that is not this harness's own: the declared class is rebuilt in a subprocess."""
-    from harness.package import CODE_DIRS, CODE_FILES, PROJECT_ROOT, build_package
+    from core.package_format import CODE_DIRS, COPIED_CODE_FILES
+    from harness.package import PROJECT_ROOT, build_package
 
     code = tmp_path / "code"
     for d in CODE_DIRS:
         shutil.copytree(PROJECT_ROOT / d, code / d, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in CODE_FILES:
+    for name in COPIED_CODE_FILES:
         if (PROJECT_ROOT / name).is_file():
             shutil.copyfile(PROJECT_ROOT / name, code / name)
     with open(code / "task2/model.py", "a") as f:

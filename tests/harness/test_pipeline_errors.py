@@ -81,7 +81,7 @@ def test_a_changed_config_reruns_the_stage(tmp_path):
 def test_the_pipeline_runs_the_packages_reproduce_steps(tmp_path):
     """embed, train and predict are harness.package.reproduce_steps (what a package's reproduce.sh and the
     verifier's --rerun full run) on RUN_DIR, plus only what a pipeline run adds: one declaration of each flag."""
-    from harness.package import reproduce_steps
+    from core.package_format import reproduce_steps
     from harness.pipeline import build_stages
     from harness.worlds import DEFAULT_WORLD
 
