@@ -21,8 +21,8 @@ COMMANDS = {
     "train": "task2.cli:train",
     "predict": "task2.cli:predict",
     "package": "harness.package:package_cmd",
-    "verify": "harness.verify:verify_cmd",
-    "audit": "harness.audit:audit_cmd",
+    "verify": "referee.verify:verify_cmd",
+    "audit": "referee.audit:audit_cmd",
     "fingerprint": "harness.commands:fingerprint_cmd",
     "preflight": "harness.pipeline:preflight_cmd",
 }

@@ -34,7 +34,7 @@ def _log(msg: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
 def validate_cmd(path: Path, test: Path | None, require_all: bool, track: str, strict: bool, as_json: bool) -> int:
     """Check a data root (every file found) or one parquet/CSV file. Exit 0 valid, 1 findings, 2 usage/I-O."""
-    from harness.validate import render, validate_path
+    from core.validate import render, validate_path
 
     t0 = time.perf_counter()
     report = validate_path(path, test=test, require_all=require_all, strict=strict, track=track)
@@ -104,7 +104,7 @@ def synth_cmd(out_dir: Path, scale: str, world: str, seed: int, world_seed: int 
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
 def score_cmd(prediction: Path, truth: Path, as_json: bool) -> int:
     """Validate, then report AUC_Task1, AUC_Task2, AUC_Task1&2 as the competition's scorer does."""
-    from harness.score import score
+    from referee.score import score
 
     doc = score(prediction, truth)
     if as_json:

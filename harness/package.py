@@ -181,7 +181,7 @@ Best validation AUC {auc_text} at epoch {m.get('task2_best_epoch')} of {m.get('t
 
 
 def _license(code_root: Path, choice: str | None, holder: str) -> str:
-    from harness.rules.licenses import detect_license, license_text
+    from referee.inspection.licenses import detect_license, license_text
 
     if choice is None:
         existing = code_root / "LICENSE"
@@ -198,7 +198,7 @@ def build_package(run_dir, out, track: int | None = None, data=None, license: st
                   log=None):
     """Build, verify and publish the package; return the verify report (published only when it passes)."""
     from core.env import fingerprint
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     log = log or (lambda msg: None)
     run_dir, out = Path(run_dir), Path(out)
@@ -365,7 +365,7 @@ def _manifest(track, run_doc, predict_doc, task1_doc, args_doc, expected, steps,
 @click.option("--json", "as_json", is_flag=True, help="Print only {ok, exit_code, out, findings} as JSON.")
 def package_cmd(run_dir, out_dir, track, data_dir, license_, copyright_holder, code_root, overwrite, as_json) -> int:
     """Build the final-round submission folder from RUN_DIR; refuse it (exit 1) if `harness verify` fails."""
-    from harness.verify import render
+    from referee.verify import render
 
     report = build_package(run_dir, out_dir, track=None if track is None else int(track), data=data_dir,
                            license=license_, holder=copyright_holder, code_root=code_root, overwrite=overwrite,

@@ -177,7 +177,7 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
 
 def summarize(o: dict, paths: dict, runner: Runner) -> dict:
     """Valid and test AUC next to the oracle and the naive scorers (test AUC only with ground truth)."""
-    from harness.score import score
+    from referee.score import score
 
     track = o["track"]
     run_json = paths["task2"] / "run.json"

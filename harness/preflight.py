@@ -5,7 +5,7 @@ costs hours of GPU time (91,717 covers through CLIP ViT-L/14, then Task 2 on 3.6
 be known up front is checked up front:
 
 - device: `--device cuda` on a machine whose torch sees no CUDA device;
-- data: the files the chosen stages read are there (harness.validate.required_files); every parquet
+- data: the files the chosen stages read are there (core.validate.required_files); every parquet
   file's footer is readable and has the official columns and dtypes (an empty frame with the footer's
   schema goes through the same pandera contract as `harness validate`); row counts agree (item_info
   holds N + 1 rows, item_feature and item_emb N); the cover folder is listed once (names and sizes)
@@ -167,7 +167,7 @@ def check_data(o: dict, report: Report, hashes) -> None:
 
     from core.covers import cover_findings, scan_covers
     from core.schemas import validate_frame
-    from harness.validate import DATA_FILES, IMAGES, required_files
+    from core.validate import DATA_FILES, IMAGES, required_files
 
     data = o["data"]
     failed_before = len(report.failures)

@@ -48,6 +48,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from core.challenge import DIN_BASELINE_TRAIN  # Track 1's fixed training (FuxiCTR's), declared once
 from core.config import from_dict, read_json_object
 from core.env import fingerprint, resolve_device
 from core.errors import UserError
@@ -113,16 +114,6 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-# The official baseline's training for DIN (FuxiCTR 2.3.7, DIN_MicroLens_1M_x1): Adam at 1e-3, batch
-# 8192, early stopping with patience 3, gradient norm clipped at 10, random batches (its batch norm sees
-# unsorted batches), and FuxiCTR's reduce-on-plateau: lr x0.1 (floor 1e-6) after every epoch without a
-# new best (BaseModel.checkpoint_and_earlystop / lr_decay in the 2.3.7 wheel). Track 1 may change only
-# learning_rate and batch_size here (and embedding_regularizer, net_regularizer, net_dropout in the
-# model config).
-DIN_BASELINE_TRAIN = {"epochs": 100, "batch_size": 8192, "learning_rate": 1e-3, "weight_decay": 0.0,
-                      "lr_epoch_decay": 1.0, "lr_decay": 0.1, "min_learning_rate": 1e-6,
-                      "early_stop_patience": 3, "grad_clip": 10.0, "length_aware": False,
-                      "plateau_steps": 0, "min_epoch_steps": 0}  # FuxiCTR decides every epoch; Track 1 fits batch itself
 DIN_OFFICIAL_ROWS = 3_600_000  # the official train split: 439 steps per epoch at batch 8192
 
 

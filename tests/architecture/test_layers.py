@@ -1,7 +1,9 @@
-"""The import layers of pyproject.toml's [tool.importlinter] contract hold, and the contract does bite.
+"""The import contracts of pyproject.toml's [tool.importlinter] hold, and each of them bites.
 
-harness/ (orchestration) may import task1/, task2/ and core/; task1/ and task2/ import core/ only and
-never each other; core/ imports none of them.
+harness/ (the competitor's pipeline) may import everything; referee/ (the organizer's side) imports task2
+and core, never harness/, and its rooms stand in layers (audit, verify, re-run, rules, then reading,
+containment, releases, facts, scoring); task1/ and task2/ import core/ only and never each other; core/
+imports none of them; no package holds an import circle.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ def _lint(root: Path) -> subprocess.CompletedProcess:
 def test_the_repository_keeps_its_layers():
     proc = _lint(ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "1 kept, 0 broken" in proc.stdout
+    assert "3 kept, 0 broken" in proc.stdout
 
 
 def test_a_core_module_importing_the_harness_breaks_the_contract(tmp_path):
-    for name in ("core", "harness", "task1", "task2"):
+    for name in ("core", "harness", "referee", "task1", "task2"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copyfile(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     with open(tmp_path / "core" / "io.py", "a") as f:
@@ -39,3 +41,21 @@ def test_a_core_module_importing_the_harness_breaks_the_contract(tmp_path):
     proc = _lint(tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "core.io -> harness.pipeline" in proc.stdout and "task1.data -> task2.data" in proc.stdout
+
+
+def test_the_referee_reaching_up_or_a_circle_breaks_the_contracts(tmp_path):
+    for name in ("core", "harness", "referee", "task1", "task2"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with open(tmp_path / "referee" / "score.py", "a") as f:
+        f.write("\nfrom harness import pipeline  # the referee runs none of the competitor's pipeline\n")
+    with open(tmp_path / "referee" / "rules" / "task1_rules.py", "a") as f:
+        f.write("\nimport referee.verify  # a rule reaching the room above it\n")
+    with open(tmp_path / "harness" / "stamps.py", "a") as f:
+        f.write("\nimport harness.preflight  # preflight imports stamps: a circle\n")
+    proc = _lint(tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "0 kept, 3 broken" in proc.stdout
+    assert "referee.score -> harness.pipeline" in proc.stdout
+    assert "referee.rules.task1_rules -> referee.verify" in proc.stdout
+    assert "No cycles are allowed in harness" in proc.stdout and ".stamps -> .preflight" in proc.stdout

@@ -169,8 +169,8 @@ def repredict(pkg: Path, fn) -> None:
 
 def rule_findings(pkg: Path, rule_id: str, data: Path | None = None, track: int | None = None, rerun=None):
     """Findings of one rule on a package (static unless `rerun` results are given)."""
-    from harness.rules import run_rules
-    from harness.rules.context import PackageContext
+    from referee.rules import run_rules
+    from referee.inspection.context import PackageContext
 
     ctx = PackageContext(pkg, track=track, data=data, rerun=rerun)
     findings, status = run_rules(ctx, only=[rule_id])

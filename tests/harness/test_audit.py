@@ -22,7 +22,7 @@ def _leaderboard(path, rows):
 
 
 def test_leaderboard_parsing_and_award_order(tmp_path):
-    from harness.audit import award_order, read_leaderboard
+    from referee.audit import award_order, read_leaderboard
     from core.errors import UserError
 
     _leaderboard(tmp_path / "lb.csv", [["B", "0.7", "b"], ["A", "0.9", "a"], ["C", "0.7", "c"]])
@@ -35,7 +35,7 @@ def test_leaderboard_parsing_and_award_order(tmp_path):
 
 
 def test_audit_refuses_a_truth_the_packages_could_read(tmp_path):
-    from harness.audit import run_audit
+    from referee.audit import run_audit
     from core.errors import UserError
 
     (tmp_path / "data" / DATASET_DIR).mkdir(parents=True)
@@ -47,10 +47,10 @@ def test_audit_refuses_a_truth_the_packages_could_read(tmp_path):
         run_audit(tmp_path / "lb.csv", tmp_path / "subs", tmp_path / "data", tmp_path / "out", truth=truth)
 
 
-@pytest.mark.skipif("not __import__('harness.rules.sandbox', fromlist=['probe']).probe().available",
+@pytest.mark.skipif("not __import__('referee.sandbox.plan', fromlist=['probe']).probe().available",
                     reason="the audit re-runs packages in the sandbox, which this machine cannot start")
 def test_audit_three_packages_award_order_and_resume(pkg2, tiny_data, tmp_path, harness_cli):
-    from harness.score import score
+    from referee.score import score
 
     subs = tmp_path / "submissions"
     subs.mkdir()

@@ -54,7 +54,7 @@ def test_changed_harness_file_fails_even_when_task2_is_untouched(p2, harness_cli
 
 def test_an_earlier_release_is_accepted_as_a_whole(p2, monkeypatch):
     """A package made with an earlier harness passes when that release's hash list ships with the verifier."""
-    from harness.rules import released
+    from referee import released
 
     with open(p2 / "core/schemas.py", "a") as f:
         f.write("\n# as an earlier release had it\n")
@@ -289,7 +289,7 @@ def test_deep_folders_odd_names_and_control_characters(p2, tmp_path):
 
 
 def test_oversized_prediction_is_never_read(p2, monkeypatch):
-    from harness import validate
+    from core import validate
 
     with open(p2 / "prediction.csv", "r+b") as f:
         f.truncate(300 * 1024 * 1024)  # sparse: 300 MiB on paper, nothing on disk
@@ -302,7 +302,7 @@ def test_oversized_prediction_is_never_read(p2, monkeypatch):
 
 
 def test_archives_are_not_decompressed_where_the_layout_has_none(p2, monkeypatch, harness_cli):
-    from harness.rules import context
+    from referee.inspection import context
 
     for i in range(16):
         with zipfile.ZipFile(p2 / f"outputs/task2/bomb{i}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
@@ -324,7 +324,7 @@ def test_archives_are_not_decompressed_where_the_layout_has_none(p2, monkeypatch
 
 
 def test_file_count_limit(p2, monkeypatch):
-    from harness.rules import context
+    from referee.inspection import context
 
     monkeypatch.setattr(context, "MAX_ENTRIES", 50)
     errs = errors_of(rule_findings(p2, "PKG-HYGIENE")[0])
@@ -338,7 +338,7 @@ def test_file_count_limit(p2, monkeypatch):
 
 def test_run_from_inside_a_package_imports_none_of_it(p2, tmp_path):
     marker = tmp_path / "RAN"
-    for rel in ("harness/cli.py", "harness/verify.py", "task2/__init__.py", "task1/__init__.py"):
+    for rel in ("harness/cli.py", "harness/package.py", "task2/__init__.py", "task1/__init__.py"):
         with open(p2 / rel, "a") as f:
             f.write(f"\nopen({str(marker)!r} + {rel!r}.replace('/', '_'), 'w').close()\n")
     resign(p2)

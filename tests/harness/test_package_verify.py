@@ -42,7 +42,7 @@ def run2_copy(run2, tmp_path) -> Path:
 
 def test_package_layout_and_manifest(pkg2, tiny_data):
     from core.io import sha256_file
-    from harness.rules.licenses import detect_license
+    from referee.inspection.licenses import detect_license
     from safetensors.torch import load_file
 
     manifest = json.loads((pkg2 / "MANIFEST.json").read_text())
@@ -53,14 +53,15 @@ def test_package_layout_and_manifest(pkg2, tiny_data):
     roles = {rel: info["role"] for rel, info in manifest["files"].items()}
     assert {r: roles[r] for r in ("prediction.csv", "prediction.zip", "outputs/task2/model.safetensors",
                                   "outputs/task2/model_args.json", "outputs/task2/run.json", "REPRODUCE.md",
-                                  "LICENSE", "reproduce.sh", "task2/model.py", "harness/verify.py",
+                                  "LICENSE", "reproduce.sh", "task2/model.py", "harness/package.py",
                                   "configs/task2.json", "outputs/prediction/predict.json")} == {
         "prediction.csv": "prediction", "prediction.zip": "upload", "outputs/task2/model.safetensors":
         "task2_checkpoint", "outputs/task2/model_args.json": "task2_args", "outputs/task2/run.json": "task2_record",
         "REPRODUCE.md": "doc", "LICENSE": "license", "reproduce.sh": "code", "task2/model.py": "code",
-        "harness/verify.py": "code", "configs/task2.json": "config",
+        "harness/package.py": "code", "configs/task2.json": "config",
         "outputs/prediction/predict.json": "prediction_record"}
     assert not [p for p in on_disk if "__pycache__" in p or p.endswith(".pyc") or "/cache/" in p]
+    assert not any(p.startswith("referee/") for p in on_disk)  # the organizer's installed referee judges
     assert not any(p.startswith("outputs/task1/") for p in on_disk)  # track 2 ships no Task 1 outputs
     # data hashes, environment, seeds, git, metrics
     assert manifest["data"]["train"]["sha256"] == sha256_file(tiny_data / DATASET_DIR / "train.parquet")
@@ -218,7 +219,7 @@ def test_verify_unknown_track_without_manifest(p2, harness_cli):
 
 def test_rerun_predict_catches_a_consistent_tamper(p2, tiny_data):
     """prediction.csv, the zip, predict.json and the manifest all agree: only re-running can tell."""
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     repredict(p2, lambda f: f.with_columns(
         pl.when(pl.int_range(pl.len()) == 10).then(pl.col("Task2") * 0.5).otherwise(pl.col("Task2")).alias("Task2")))
@@ -234,7 +235,7 @@ def test_rerun_predict_catches_a_consistent_tamper(p2, tiny_data):
 
 def test_rerun_predict_records_a_second_module(p2, tiny_data):
     """A submission whose predict also runs a module outside the declared model is caught at re-run."""
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     with open(p2 / "task2/predict.py", "a") as f:
         f.write("\n\n_score_split = score_split\n\n\ndef score_split(model, split, *args, **kwargs):\n"
@@ -251,7 +252,7 @@ def test_rerun_predict_records_a_second_module(p2, tiny_data):
 
 
 def test_rerun_refused_on_a_hostile_package(p2, tiny_data, tmp_path):
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     marker = tmp_path / "PWNED"
     (p2 / "outputs/task2/extra.pkl").write_bytes(pickle.dumps(_CreatesFile(marker)))
@@ -303,7 +304,7 @@ def test_trained_tiny_package_verifies(trained_package, tiny_data, harness_cli):
 @pytest.mark.slow
 def test_trained_tiny_package_rerun_full(trained_package, tiny_data, tmp_path):
     """--rerun full: the packaged prediction re-computed byte for byte, then re-trained from the package."""
-    from harness.verify import render, verify_package
+    from referee.verify import render, verify_package
 
     pkg = copy_package(trained_package, tmp_path / "pkg")
     report = verify_package(pkg, data=tiny_data, rerun="full")
@@ -345,7 +346,7 @@ def test_package_code_root_rebuilds_the_model_from_the_packaged_code(run2, tmp_p
 
 def test_malformed_records_give_findings_not_crashes(p2, tiny_data):
     """A hostile or broken package gets a verdict, never an internal error."""
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     (p2 / "outputs/task2/run.json").write_text("[1, 2]")
     (p2 / "outputs/task2/model_args.json").write_text('{"model_class": 5, "config": []}')

@@ -1,4 +1,4 @@
-"""Every rule of harness.rules on a compliant package and on packages that break it.
+"""Every rule of referee.rules on a compliant package and on packages that break it.
 
 Packages come from tests/harness/conftest.py (built with `harness package` from runs that pkgkit
 writes); a test copies one, breaks it, re-signs the manifest when the breach is not about the manifest,
@@ -51,8 +51,8 @@ def _add_tensors(pkg, extra: dict):
 
 @pytest.mark.parametrize("which", ["pkg1", "pkg2", "pkg3"])
 def test_compliant_packages_pass_every_rule(which, request, tiny_data):
-    from harness.rules import run_rules
-    from harness.rules.context import PackageContext
+    from referee.rules import run_rules
+    from referee.inspection.context import PackageContext
 
     pkg = request.getfixturevalue(which)
     ctx = PackageContext(pkg, data=tiny_data)
@@ -133,7 +133,7 @@ def test_hygiene_unsafe_manifest_path(p2, bad, why):
 
 
 def test_hygiene_pickles_are_reported_and_never_loaded(p2, tmp_path, tiny_data):
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     marker = tmp_path / "PWNED"
     (p2 / "outputs/task2/extra.pkl").write_bytes(pickle.dumps(_CreatesFile(marker), protocol=4))
@@ -158,7 +158,7 @@ def test_pickles_inside_zips_are_reported_and_never_loaded(p3, tmp_path, tiny_da
     else (here one holding a pickle) is T2-SINGLE-MODEL's, and neither is decompressed into Python."""
     import zipfile
 
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     marker = tmp_path / "PWNED"
     np.savez(p3 / "outputs/task1/reducer.npz", w=np.zeros(3), meta=np.array([{"a": 1}], dtype=object))
@@ -176,7 +176,7 @@ def test_pickles_inside_zips_are_reported_and_never_loaded(p3, tmp_path, tiny_da
 
 
 def test_hygiene_compiled_code_and_size(p2, monkeypatch):
-    from harness.rules import package_rules
+    from referee.rules import package_rules
 
     (p2 / "task2/fast.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF" + b"\0" * 64)
     resign(p2)
@@ -192,7 +192,7 @@ def test_hygiene_compiled_code_and_size(p2, monkeypatch):
 
 
 def test_license_apache_mit_and_other(p2, tmp_path):
-    from harness.rules.licenses import license_text
+    from referee.inspection.licenses import license_text
 
     assert rule_findings(p2, "PKG-LICENSE")[1] == "ok"
     (p2 / "LICENSE").write_text(license_text("MIT", year=2025, holder="Team X"))
@@ -523,7 +523,7 @@ def test_track1_baseline_matches_the_din_defaults():
     """The rule's statement of the baseline and task2's DINConfig defaults must not drift apart."""
     import dataclasses
 
-    from harness.rules.model_rules import BASELINE_DIN, TRACK1_DATA_DERIVED, TRACK1_TUNABLE_MODEL
+    from referee.rules.model_rules import BASELINE_DIN, TRACK1_DATA_DERIVED, TRACK1_TUNABLE_MODEL
     from task2.din import DINConfig
 
     defaults = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
@@ -533,7 +533,7 @@ def test_track1_baseline_matches_the_din_defaults():
 
 
 def test_track1_baseline_training_matches_task2s():
-    from harness.rules.model_rules import BASELINE_DIN_TRAIN, TRACK1_TUNABLE_TRAIN
+    from referee.rules.model_rules import BASELINE_DIN_TRAIN, TRACK1_TUNABLE_TRAIN
     from task2.train import DIN_BASELINE_TRAIN, TrainConfig
 
     resolved = {**TrainConfig().__dict__, **DIN_BASELINE_TRAIN}
@@ -774,7 +774,7 @@ def test_rerun_rules_skip_without_rerun(pkg2):
 
 
 def test_sniff_pickle_every_protocol_and_not_text():
-    from harness.rules.formats import sniff_pickle
+    from referee.inspection.formats import sniff_pickle
 
     for proto in range(0, 6):
         data = pickle.dumps({"a": [1, 2.5, "x"], "b": _CreatesFile("/nonexistent/x")}, protocol=proto)
@@ -784,7 +784,7 @@ def test_sniff_pickle_every_protocol_and_not_text():
 
 
 def test_registry_is_complete_and_described():
-    from harness.rules import registry
+    from referee.rules import registry
 
     rules = {r.id: r for r in registry()}
     assert set(rules) == {

@@ -19,7 +19,7 @@ CKPT = "outputs/task2/model.safetensors"
 
 
 def _isolation():
-    from harness.rules.sandbox import probe
+    from referee.sandbox.plan import probe
 
     return probe()
 
@@ -30,7 +30,7 @@ needs_sandbox = pytest.mark.skipif(not _isolation().available,
 
 @needs_sandbox
 def test_clean_package_reruns_byte_identical_in_the_sandbox(pkg2, tiny_data):
-    from harness.verify import render, verify_package
+    from referee.verify import render, verify_package
 
     report = verify_package(pkg2, data=tiny_data, rerun="predict")
     assert report.ok, render(report)
@@ -49,7 +49,7 @@ def test_clean_package_reruns_byte_identical_in_the_sandbox(pkg2, tiny_data):
 def test_hostile_rerun_is_contained_and_reported(p2, tiny_data, tmp_path):
     """The package's predict connects to a port the verifier's machine listens on, writes beside the test,
     reads a secret, then hangs: nothing gets out, the events streamed before the kill are the evidence."""
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -113,7 +113,8 @@ def _accept(server):
 
 
 def test_rerun_refused_without_isolation_unless_no_sandbox(pkg2, tiny_data, harness_cli, monkeypatch):
-    from harness.rules import rerun, sandbox
+    from referee import rerun
+    from referee.sandbox import plan as sandbox
 
     monkeypatch.setattr(sandbox, "probe", lambda: sandbox.Isolation(False, "unshare not installed", 0, None, None))
     code, out, err = harness_cli("verify", pkg2, "--data", tiny_data, "--rerun", "predict")
@@ -134,7 +135,7 @@ def test_rerun_refused_without_isolation_unless_no_sandbox(pkg2, tiny_data, harn
 def test_sandbox_init_never_remounts_outside_its_own_namespaces(monkeypatch, tmp_path):
     """Remounting read-only in the verifier's own mount namespace would change the whole machine: the
     set-up refuses before any mount call when it is not in namespaces of its own."""
-    from harness.rules import sandbox_init
+    from referee.sandbox import sandbox_init
 
     calls = []
     monkeypatch.setattr(sandbox_init, "_mount", lambda *a: calls.append(a) or (_ for _ in ()).throw(
@@ -147,7 +148,7 @@ def test_sandbox_init_never_remounts_outside_its_own_namespaces(monkeypatch, tmp
 
 
 def test_sandbox_data_roots_leave_the_truth_out(tiny_data):
-    from harness.rules.sandbox import data_roots
+    from referee.sandbox.plan import data_roots
 
     predict = data_roots(Path(tiny_data), "predict")
     assert predict == [str((Path(tiny_data) / "MicroLens_1M_x1").resolve())]

@@ -11,7 +11,7 @@ import pytest
 from core.challenge import DATASET_DIR
 from core.io import sha256_file
 from harness.synth import SCALES, generate, history_lengths
-from harness.validate import validate_root
+from core.validate import validate_root
 
 
 

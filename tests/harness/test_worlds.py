@@ -157,7 +157,7 @@ def test_a_sampled_world_is_a_valid_dataset_with_its_own_shape(sampled):
     import polars as pl
 
     from core.challenge import DATASET_DIR
-    from harness.validate import validate_root
+    from core.validate import validate_root
 
     out, doc, params = sampled
     assert validate_root(out, require_all=True).ok

@@ -87,7 +87,7 @@ def test_same_seed_gives_identical_files_and_a_rerun_skips_every_stage(first_run
 def test_track3_package_rerun_full(first_run, tmp_path):
     """`verify --rerun full` on the Track 3 submission: Task 1 embed, Task 2 train and predict from the package,
     within the verifier's bounds of the recorded run (on the CPU with the same seed: the same AUC)."""
-    from harness.verify import render, verify_package
+    from referee.verify import render, verify_package
 
     out, result, _ = first_run
     pkg = tmp_path / "submission"

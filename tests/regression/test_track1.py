@@ -46,7 +46,7 @@ def test_track1_reproduce_sh_runs_every_stage_and_verifies(track1_run):
 def test_track1_package_rerun_full(track1_run, tmp_path):
     """`verify --rerun full`: the verifier's own Track 1 steps (embed, the baseline DIN, predict) from the
     package give the recorded run again (the CPU and the same seed: the same AUC)."""
-    from harness.verify import render, verify_package
+    from referee.verify import render, verify_package
 
     out, _, _ = track1_run
     pkg = tmp_path / "submission"

@@ -28,7 +28,7 @@ def test_importing_task2_pulls_in_nothing_the_rules_ban():
     no tree or ensemble library and nothing of task1 (the lists are the rules' own)."""
     code = ("import sys, torch; before = set(sys.modules); "  # torch loads torch.hub itself
             "import task2.cli, task2.train, task2.predict, task2.data, task2.model, task2.din, task2.plain; "
-            "from harness.rules.code_rules import BANNED, PRETRAINED; from harness.rules.pysource import matches; "
+            "from referee.rules.code_rules import BANNED, PRETRAINED; from referee.inspection.pysource import matches; "
             "print(sorted(m for m in set(sys.modules) - before if matches(m, PRETRAINED + BANNED + ('task1',))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

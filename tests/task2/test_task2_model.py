@@ -357,7 +357,7 @@ def test_config_from_dict_errors():
 @pytest.mark.parametrize("make", [_sasrec, _din])
 def test_no_tensor_is_named_like_a_user_embedding(make):
     """T2-FEATURES refuses a checkpoint with a tensor named like a user embedding; the defaults pass it."""
-    from harness.rules.model_rules import USER_TENSOR
+    from referee.rules.model_rules import USER_TENSOR
 
     names = list(make().state_dict())
     assert names and not [n for n in names if USER_TENSOR.search(n)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from harness.rules import formats
+from referee.inspection import formats
 
 MAGIC = (
     (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"\x93NUMPY", "npy"), (b"\x89HDF\r\n\x1a\n", "hdf5"),

@@ -1,11 +1,11 @@
-"""Rules judged on the results of `harness verify --rerun predict|full` (see harness.rules.rerun)."""
+"""Rules judged on the results of `harness verify --rerun predict|full` (see referee.rerun)."""
 
 from __future__ import annotations
 
 from core.errors import error, warning
-from harness.rules import rule
-from harness.rules.code_rules import _rerun_steps, competitor_modules
-from harness.rules.rerun import CUDA_TOLERANCE
+from referee.rules.registry import rule
+from referee.rules.code_rules import _rerun_steps, competitor_modules
+from referee.facts import CUDA_TOLERANCE
 
 SANDBOX_SETUP_FAILED = 97  # sandbox_init.py's exit code
 

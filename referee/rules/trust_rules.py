@@ -7,7 +7,7 @@ the competitor's own (task1/, task2/, the configs, the outputs) is the released 
   and the manifest's reproduce steps are exactly what the verifier's own `harness package` code
   writes for this package's track, Task 1 profile and seed, and device.
 - PKG-RELEASED-CODE: harness/, scripts/, run_tests.sh and pyproject.toml (without its dependency
-  lists) equal one released harness version (harness.rules.released): nothing changed, added or
+  lists) equal one released harness version (referee.released): nothing changed, added or
   missing. The package's code imports these files when it runs, so a change there is a change to the
   submission that no rule about task1/ and task2/ would see.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 
 from core.errors import error
-from harness.rules import rule
-from harness.rules.context import MANIFEST, printable
-from harness.rules.released import TRUSTED_DIRS
+from referee.rules.registry import rule
+from referee.inspection.context import MANIFEST, printable
+from referee.released import TRUSTED_DIRS
 
 TOP_FILES = {"prediction.csv", "prediction.zip", MANIFEST, "REPRODUCE.md", "LICENSE", "reproduce.sh",
              "pyproject.toml", "requirements.lock", "run_tests.sh"}
@@ -73,7 +73,7 @@ def lock_problems(text: str) -> list[str]:
 
 
 def pyproject_problems(data: bytes) -> list[str]:
-    from harness.rules.released import _toml
+    from referee.released import _toml
 
     try:
         doc = _toml(data.decode("utf-8"))
@@ -157,7 +157,7 @@ def check_layout(ctx):
 
 def _package_side(ctx) -> dict[str, str]:
     """{path: sha256} of the package's files that must equal a release (plus the pyproject key)."""
-    from harness.rules.released import PYPROJECT_KEY, TRUSTED_DIRS, TRUSTED_FILES, pyproject_key
+    from referee.released import PYPROJECT_KEY, TRUSTED_DIRS, TRUSTED_FILES, pyproject_key
 
     out = {}
     for rel in ctx.files():
@@ -171,7 +171,7 @@ def _package_side(ctx) -> dict[str, str]:
 
 def release_diff(theirs: dict[str, str], release) -> list[tuple[str, str]]:
     """(path, what differs) between the package's trusted files and one release's."""
-    from harness.rules.released import PYPROJECT_KEY, TRUSTED_DIRS, TRUSTED_FILES
+    from referee.released import PYPROJECT_KEY, TRUSTED_DIRS, TRUSTED_FILES
 
     ours = {rel: h for rel, h in release.files.items()
             if rel.split("/")[0] in TRUSTED_DIRS or rel in TRUSTED_FILES or rel == PYPROJECT_KEY}
@@ -195,7 +195,7 @@ def release_diff(theirs: dict[str, str], release) -> list[tuple[str, str]]:
 @rule("PKG-RELEASED-CODE", "core/, harness/, scripts/, run_tests.sh and pyproject.toml (less its dependency lists) are "
       "byte-identical to one released harness version: nothing changed, added or missing")
 def check_released_code(ctx):
-    from harness.rules.released import releases
+    from referee.released import releases
 
     rid = "PKG-RELEASED-CODE"
     theirs = _package_side(ctx)

@@ -10,10 +10,11 @@ import zipfile
 
 from core.challenge import TRACK_COLUMNS
 from core.errors import error, warning
-from harness.rules import context, formats, rule
-from harness.rules.context import (FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, ROLES, layout_role, printable,
+from referee.inspection import context, formats
+from referee.rules.registry import rule
+from referee.inspection.context import (FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, ROLES, layout_role, printable,
                                    unsafe_rel)
-from harness.rules.licenses import detect_license
+from referee.inspection.licenses import detect_license
 
 MAX_PREDICTION_BYTES = 256 * 1024 * 1024  # prediction.csv, in the package or in prediction.zip (real: 10-16 MB)
 MAX_UNZIPPED = MAX_PREDICTION_BYTES
@@ -263,7 +264,7 @@ def check_license(ctx):
 
 
 def _read_prediction(ctx):
-    from harness.validate import read_table
+    from core.validate import read_table
 
     rel = ctx.one("prediction")
     if rel is None:

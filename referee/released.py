@@ -1,10 +1,10 @@
 """Released harness versions, as file hashes: what "byte-identical to a release" means to the verifier.
 
 A release is `{path: sha256}` over the files `harness package` copies from the harness project:
-harness/, scripts/, task1/, task2/ (walked with the package's own filter: no caches, no dot files,
+core/, harness/, scripts/, task1/, task2/ (walked with the package's own filter: no caches, no dot files,
 no compiled files), pyproject.toml, requirements.lock and run_tests.sh. In a package,
 
-- harness/, scripts/, run_tests.sh and pyproject.toml must equal one release's files, all of them from
+- core/, harness/, scripts/, run_tests.sh and pyproject.toml must equal one release's files, all of them from
   the same release (pyproject.toml compared without its dependency lists, which a submitter may
   extend; `pyproject_key` is that comparison's hash); nothing may be added or left out;
 - task1/ and task2/ are the competitor's: a file equal to a release's file at the same path is the
@@ -16,8 +16,8 @@ Where the lists come from:
   and task2 packages and, for scripts/ and the top-level files, the project they were installed from
   (an editable install, as scripts/setup_env.sh makes). Nothing is hard-coded, so the list stays
   right as the harness changes.
-- `shipped()`: earlier releases, one JSON file each in harness/released/ (`{"name", "commit",
-  "files"}`), written by maintainers with `python -m harness.rules.released --git REF` at release time.
+- `shipped()`: earlier releases, one JSON file each in referee/releases/ (`{"name", "commit",
+  "files"}`), written by maintainers with `python -m referee.released --git REF` at release time.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ TRUSTED_DIRS = ("core", "harness", "scripts")  # must equal a release
 TRUSTED_FILES = ("pyproject.toml", "run_tests.sh")
 REFERENCE_DIRS = ("task1", "task2")  # the competitor's to change
 PYPROJECT_KEY = "pyproject.toml#without-dependencies"
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "released"
+SHIPPED_DIR = Path(__file__).resolve().parent / "releases"
 
 
 @dataclass(frozen=True)
@@ -132,11 +132,10 @@ def release_from_files(name: str, files: dict[str, bytes | str]) -> Release:
 
 @functools.lru_cache(maxsize=1)
 def current() -> Release:
-    """This verifier's own release, computed from the installed code."""
-    import harness
-
+    """This verifier's own release, computed from the installed code (found, not imported: the referee
+    stands below the pipeline and runs none of it)."""
     files: dict[str, bytes | str] = {}
-    harness_dir = Path(harness.__file__).resolve().parent
+    harness_dir = _package_dir("harness") or Path(__file__).resolve().parents[1] / "harness"
     for name in ("core", "harness", "task1", "task2"):
         folder = harness_dir if name == "harness" else _package_dir(name)
         if folder is not None:
@@ -148,12 +147,22 @@ def current() -> Release:
         for rel in RELEASED_FILES:
             if (root / rel).is_file():
                 files[rel] = (root / rel).read_bytes()
-    return release_from_files(f"{harness.__version__} (this verifier)", files)
+    return release_from_files(f"{verifier_version()} (this verifier)", files)
+
+
+def verifier_version() -> str:
+    """The installed release's version (the mmctr-harness distribution's metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmctr-harness")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 @functools.lru_cache(maxsize=1)
 def shipped() -> tuple[Release, ...]:
-    """Earlier releases shipped as data (harness/released/*.json), newest name last."""
+    """Earlier releases shipped as data (referee/releases/*.json), newest name last."""
     out = []
     for path in sorted(SHIPPED_DIR.glob("*.json")):
         try:
@@ -211,11 +220,11 @@ def from_git(ref: str, repo: Path, name: str | None = None) -> dict:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m harness.rules.released",
+    parser = argparse.ArgumentParser(prog="python -m referee.released",
                                      description="Write the hash list of a released harness commit into "
-                                                 "harness/released/NAME.json.")
+                                                 "referee/releases/NAME.json.")
     parser.add_argument("--git", required=True, metavar="REF", help="the released commit or tag")
-    parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[2]), help="the git repository")
+    parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]), help="the git repository")
     parser.add_argument("--name", default=None, help="release name [default: VERSION+SHORT_COMMIT]")
     args = parser.parse_args(argv)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from core.errors import error, warning
 from core.spdx import MODEL_LICENSES, OPEN_LICENSES, spdx_of
-from harness.rules import rule
+from referee.rules.registry import rule
 
 
 @rule("T1-OPEN-SOURCE", "Task 1's models are recorded (role, id, revision or sha256, licence) and their "

@@ -1,17 +1,17 @@
 """`harness verify --rerun predict|full`: run the package's own code on a copy, in a sandbox.
 
 - `predict`: `python -m task2 predict --run outputs/task2 --data DATA --out SCRATCH/out --track T` with
-  the copy first on the import path (see rerun_driver.py). On the CPU the re-computed prediction.csv
+  the copy first on the import path (see sandbox/rerun_driver.py). On the CPU the re-computed prediction.csv
   must be byte-identical to the packaged one; on CUDA every score must agree within `CUDA_TOLERANCE`.
   The run also records which nn.Modules ran forward, the declared class's layout built by the
   package's own code, and whether the checkpoint loads strictly into it.
 - `full`: everything `predict` does, then the reproduce steps the verifier's own packaging code
-  derives for this package (harness.rules.trust_rules.trusted_steps; never the manifest's): Task 1
+  derives for this package (referee.rules.trust_rules.trusted_steps; never the manifest's): Task 1
   embed for tracks 1 and 3, Task 2 train, predict, from scratch; the re-trained model's best
   validation AUC must be within `auc_tolerance` of the recorded one and the new test predictions'
   Spearman rank correlation with the packaged ones at least `min_spearman`.
 
-Every step runs in the sandbox of harness.rules.sandbox (no network, writes only to the scratch
+Every step runs in the sandbox of referee.sandbox.plan (no network, writes only to the scratch
 folder, reads only of the package copy, the data's split files and Python, scrubbed environment,
 CPU/memory/process limits) and under the driver's audit hook, whose events come back on a pipe as
 they happen. The temporary folder holds `package/` (the copy, read-only inside), `driver/` (the
@@ -39,12 +39,9 @@ import time
 from pathlib import Path
 
 from core.challenge import TORCH_TO_SAFETENSORS
-from harness.rules import sandbox
-from harness.rules.code_rules import BANNED
+from referee.sandbox import plan as sandbox
+from referee.facts import AUC_TOLERANCE, BANNED, CUDA_TOLERANCE, MIN_SPEARMAN  # noqa: F401 - verify reads them here
 
-AUC_TOLERANCE = 0.005
-MIN_SPEARMAN = 0.95
-CUDA_TOLERANCE = 1e-5
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # what the verifier reads of one run's event stream
 EVENT_KINDS = ("socket", "write", "read", "process", "native", "unpickle", "exec", "import")
 
@@ -201,7 +198,7 @@ def _spearman(new: Path, old: Path) -> float | None:
 
 def _steps(ctx, data: Path, work: Path, device: str) -> tuple[list[tuple[str, str, list[str]]], str | None]:
     """The verifier's own reproduce steps for this package with placeholders filled, or (.., why not)."""
-    from harness.rules.trust_rules import trusted_steps
+    from referee.rules.trust_rules import trusted_steps
 
     steps, _ = trusted_steps(ctx)
     if not steps:
@@ -249,7 +246,7 @@ def run_rerun(ctx, mode: str, device: str = "cpu", timeout: float = 3600.0,
         copy = tmp / "package"
         _copy_package(ctx, copy)
         (tmp / "driver").mkdir()
-        here = Path(__file__).parent
+        here = Path(sandbox.__file__).parent  # referee/sandbox/: the two scripts run as files, importing nothing
         for name in ("rerun_driver.py", "sandbox_init.py"):
             shutil.copyfile(here / name, tmp / "driver" / name)
         scratch = tmp / "scratch"

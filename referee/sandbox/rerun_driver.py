@@ -33,7 +33,7 @@ import runpy
 import sys
 
 # Facts of the rules, given in SETTINGS (this file runs in the sandbox and imports nothing of the project, so
-# it holds no copy): the banned modules (harness.rules.code_rules.BANNED) and the torch -> safetensors dtype
+# it holds no copy): the banned modules (referee.rules.code_rules.BANNED) and the torch -> safetensors dtype
 # names (core.challenge.TORCH_TO_SAFETENSORS). Set by main() before anything else runs.
 BANNED = ()
 TORCH_TO_ST = {}

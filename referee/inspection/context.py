@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from core.challenge import DATASET_DIR, TORCH_TO_SAFETENSORS, TRACK_COLUMNS
 from core.package_format import CODE_DIRS, CODE_FILES, FORMAT, LAYOUT, MANIFEST, ROLES, layout_role  # noqa: F401
-from harness.rules import formats
-from harness.rules.pysource import ModuleSource, module_name, scan_source
+from referee.inspection import formats
+from referee.inspection.pysource import ModuleSource, module_name, scan_source
 
 # the layout and roles are the package format's (core/package_format.py), shared with the packager
 MAX_ENTRIES = 20_000  # files and folders walked; more is itself a finding
@@ -98,7 +98,7 @@ class PackageContext:
         root: the submission folder.
         track: 1, 2 or 3 from the command line; None to take the manifest's.
         data: the dataset root (MicroLens_1M_MMCTR layout) for the checks that need it, or None.
-        rerun: results of `--rerun predict|full` (see harness.rules.rerun), or None.
+        rerun: results of `--rerun predict|full` (see referee.rerun), or None.
         expected_state: the declared class's state signature computed by the caller from code it trusts
             (`harness package` passes the one it built from the packaged code), or None.
 

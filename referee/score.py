@@ -14,7 +14,7 @@ from core.challenge import SCORE_COLUMNS
 from core.errors import UserError, exit_code_for
 from core.metrics import auc
 from core.schemas import validate_frame
-from harness.validate import check_prediction_ids, read_table
+from core.validate import check_prediction_ids, read_table
 
 
 def score(prediction: str | Path, truth: str | Path) -> dict:

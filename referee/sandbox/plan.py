@@ -289,7 +289,7 @@ class PidsCgroup:
 def data_roots(data: Path, mode: str) -> list[str]:
     """What of the data root a re-run may read: the split files (MicroLens_1M_x1/) and, for a full re-run,
     the item files Task 1 reads; never anything else there (oracle/, a ground truth)."""
-    from harness.validate import DATA_FILES, IMAGES, DATASET_DIR
+    from core.validate import DATA_FILES, IMAGES, DATASET_DIR
 
     data = data.resolve()
     out = [str(data / DATASET_DIR)]

@@ -9,7 +9,7 @@ task2/*.py are byte-identical to the verifier's own task2 package, the verifier'
 declared class from the package's code, inside the sandbox, and reports its layout and the strict
 load (`load_state_dict(strict=True)`); static verify alone then cannot prove it and says so as an
 error. (`harness package` passes the layout it built from the packaged code on the submitter's own
-machine.) Every file is also judged by its content, whatever its name or role (harness.rules.content):
+machine.) Every file is also judged by its content, whatever its name or role (referee.inspection.content):
 weights outside the checkpoint, containers the layout has no place for, data hidden in a PNG, a
 parquet file or a safetensors header, and text that looks like a model's parameters are findings.
 """
@@ -22,28 +22,15 @@ from pathlib import Path
 
 from core.errors import error, warning
 from core.package_format import WEIGHT_SUFFIXES, code_tree_hashes, expected_state_from
-from harness.rules import formats, rule
-from harness.rules.context import MANIFEST
-from harness.rules.pysource import class_forward_params, name_uses
-from harness.rules.released import TRUSTED_DIRS
+from referee.inspection import formats
+from referee.rules.registry import rule
+from referee.inspection.context import MANIFEST
+from referee.inspection.pysource import class_forward_params, name_uses
+from referee.facts import (BASELINE_DIN_TRAIN, BASELINE_KEYS_ADDED, DIN_BASELINE_MODEL as BASELINE_DIN,
+                           TRACK1_DATA_DERIVED, TRACK1_TUNABLE_MODEL, TRACK1_TUNABLE_TRAIN)
+from referee.released import TRUSTED_DIRS
 
 
-
-# Track 1: the official baseline DIN (FuxiCTR 2.3.7, DIN_MicroLens_1M_x1). Only these may change:
-TRACK1_TUNABLE_MODEL = ("embedding_regularizer", "net_regularizer", "net_dropout")
-TRACK1_TUNABLE_TRAIN = ("learning_rate", "batch_size")
-TRACK1_DATA_DERIVED = ("n_items", "n_tags")  # sizes of the item table and tag vocabulary
-BASELINE_DIN = {
-    "item_emb_dim": 128, "tags_len": 5, "embedding_dim": 64, "max_len": 64, "attention_units": [512, 256],
-    "attention_dropout": 0.1, "dnn_units": [1024, 512, 256], "batch_norm": True, "level_vocab": 11,
-}
-# the baseline's training (FuxiCTR 2.3.7's fit: Adam, patience 3, clip 10, lr x0.1 on a plateau); a
-# difference is a warning, since a short test run (fewer epochs) is legitimate and not the final model
-BASELINE_DIN_TRAIN = {
-    "epochs": 100, "early_stop_patience": 3, "grad_clip": 10.0, "weight_decay": 0.0, "lr_epoch_decay": 1.0,
-    "lr_decay": 0.1, "min_learning_rate": 1e-6, "length_aware": False, "plateau_steps": 0, "min_epoch_steps": 0,
-}
-BASELINE_KEYS_ADDED = {"plateau_steps", "min_epoch_steps"}  # absent from earlier releases' configs: the baseline's value
 
 ALLOWED_RUN_INPUTS = {"train", "valid", "item_info"}
 ALLOWED_PREDICT_INPUTS = {"model.safetensors", "model_args.json", "test.parquet"}
@@ -115,9 +102,9 @@ def _diff(actual: dict, expected: dict) -> list[str]:
 
 def content_findings(ctx, rid: str) -> list:
     """Every file judged by its content: weights and containers only where the layout allows them, and
-    nothing hidden inside the allowed ones (harness.rules.content)."""
-    from harness.rules import content
-    from harness.rules.context import printable
+    nothing hidden inside the allowed ones (referee.inspection.content)."""
+    from referee.inspection import content
+    from referee.inspection.context import printable
 
     out = []
     for rel in ctx.files():
@@ -443,7 +430,7 @@ def check_track2_embeddings(ctx):
       tracks=(1, 3))
 def check_task1_item_info(ctx):
     from core.schemas import validate_item_info
-    from harness.validate import read_table
+    from core.validate import read_table
 
     rid = "T1-ITEM-INFO"
     rel = ctx.one("task1_embeddings")

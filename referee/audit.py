@@ -4,11 +4,11 @@ passes on when a result does not reproduce.
 
 LEADERBOARD.csv has a header with `team` and `score` (the leaderboard's claimed score, higher is better)
 and optionally `package` (the team's folder under SUBMISSIONS_DIR; default: the team name). Teams are
-taken in score order (ties keep the file's order). For each, a worker process (`python -m harness.audit
+taken in score order (ties keep the file's order). For each, a worker process (`python -m referee.audit
 worker`) runs `harness verify` on the package, and when the static checks pass, the re-run in the
 sandbox (`--rerun`, default predict), with the ground truth, the submissions folder and the audit's own
 folder hidden from the package's code. With `--truth`, the re-computed prediction (or, without a re-run,
-the packaged one) is scored as the competition scores it (harness.score) and compared with the claimed
+the packaged one) is scored as the competition scores it (referee.score) and compared with the claimed
 score: it must be within `--score-tolerance` (default 1e-4: leaderboards show AUCs to four decimals, and
 a byte-identical re-run scores exactly the packaged prediction).
 
@@ -153,7 +153,7 @@ def _fmt(v, digits=6) -> str:
 
 
 def render_markdown(rows: list[dict], meta: dict) -> str:
-    from harness.rules.context import printable
+    from referee.inspection.context import printable
 
     def cell(v) -> str:
         return printable(v, 300).replace("|", "\\|")
@@ -201,7 +201,7 @@ def _run_worker(spec: dict, spec_path: Path, log_path: Path, timeout: float) -> 
     t0 = time.perf_counter()
     cwd = spec_path.parent
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.audit", "worker", str(spec_path)], cwd=cwd,
+        proc = subprocess.Popen([sys.executable, "-m", "referee.audit", "worker", str(spec_path)], cwd=cwd,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
@@ -224,8 +224,8 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
               rerun: str | None = "predict", timeout: float = 7200.0, tolerance: float = SCORE_TOLERANCE,
               sandbox: bool = True, device: str = "cpu", log=None) -> dict:
     """Audit every team (see the module docstring); returns {"meta", "rows"} and writes the tables."""
-    import harness
-    from harness.rules.sandbox import probe
+    from referee.released import verifier_version
+    from referee.sandbox.plan import probe
 
     log = log or (lambda msg: None)
     entries = read_leaderboard(leaderboard)
@@ -249,14 +249,14 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
     meta = {"leaderboard": str(leaderboard), "submissions": str(submissions), "data": str(data),
             "truth": str(truth) if truth else None, "rerun": rerun, "tolerance": tolerance, "device": device,
             "sandbox": (probe().describe(sandbox) if rerun else "no re-run"), "teams": len(entries),
-            "harness_version": harness.__version__}
+            "harness_version": verifier_version()}
     hide = [str(p.resolve()) for p in (submissions, out) + ((truth,) if truth else ())]
     rows = []
     for i, entry in enumerate(entries, 1):
         slug = _slug(entry)
         pkg = submissions / entry.package
         key = {"manifest": _sha256_file(pkg / "MANIFEST.json"), "rerun": rerun, "data": str(data.resolve()),
-               "truth": truth_sha, "device": device, "sandbox": sandbox, "harness": harness.__version__}
+               "truth": truth_sha, "device": device, "sandbox": sandbox, "harness": verifier_version()}
         cached_path = out / "teams" / f"{slug}.json"
         result = None
         try:
@@ -315,7 +315,7 @@ def _rerun_text(report) -> str:
 
 def worker(spec: dict) -> dict:
     """Verify one package (static, then the sandboxed re-run when static passes) and score it."""
-    from harness.verify import verify_package
+    from referee.verify import verify_package
 
     pkg, data = Path(spec["package"]), Path(spec["data"])
     prediction = Path(spec["prediction"])
@@ -329,7 +329,7 @@ def worker(spec: dict) -> dict:
            "verify": "PASS" if report.ok else f"FAIL ({', '.join(errors)})", "errors": errors,
            "rerun": _rerun_text(report) if spec.get("rerun") else "not requested"}
     if spec.get("truth"):
-        from harness.score import score
+        from referee.score import score
 
         source, path = ("re-run", prediction) if spec.get("rerun") else ("packaged", pkg / "prediction.csv")
         out["score_source"] = source
@@ -343,7 +343,7 @@ def worker(spec: dict) -> dict:
 
 def worker_main(argv: list[str]) -> int:
     from core.io import write_json_atomic
-    from harness.verify import guard_import_path
+    from referee.verify import guard_import_path
 
     guard_import_path()
     spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
@@ -378,7 +378,7 @@ def worker_main(argv: list[str]) -> int:
 def audit_cmd(leaderboard, submissions, data_dir, truth, rerun, out_dir, timeout, score_tolerance, device,
               no_sandbox, as_json) -> int:
     """Verify the leaderboard's packages from the top down and give the award order (exit 1 if any fails)."""
-    from harness.verify import guard_import_path
+    from referee.verify import guard_import_path
 
     guard_import_path()
     doc = run_audit(leaderboard, submissions, data_dir, out_dir, truth=truth, rerun=None if rerun == "none" else rerun,
@@ -395,4 +395,4 @@ def audit_cmd(leaderboard, submissions, data_dir, truth, rerun, out_dir, timeout
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "worker":
         sys.exit(worker_main(sys.argv[1:]))
-    sys.exit("usage: python -m harness.audit worker SPEC.json (harness audit starts it)")
+    sys.exit("usage: python -m referee.audit worker SPEC.json (harness audit starts it)")

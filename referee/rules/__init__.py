@@ -5,8 +5,8 @@ Each rule has a stable id, a one-line description, the tracks it applies to, the
 check `fn(ctx: PackageContext) -> list[Finding]` whose findings carry the rule's id. Static rules never
 import or execute the submission's code and never unpickle anything.
 
-    from harness.rules import RULES, run_rules
-    from harness.rules.context import PackageContext
+    from referee.rules import run_rules
+    from referee.inspection.context import PackageContext
     findings, status = run_rules(PackageContext("submission/", data="data/"))
 
 `harness verify --list-rules` prints the registry.
@@ -14,57 +14,19 @@ import or execute the submission's code and never unpickle anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from core.errors import Finding, error
-
-ALL_TRACKS = (1, 2, 3)
-MODES = ("static", "predict", "full")
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    description: str
-    tracks: tuple[int, ...]
-    mode: str
-    check: Callable
-
-    def applies(self, track: int | None, rerun_mode: str | None) -> bool:
-        if self.mode == "predict" and rerun_mode not in ("predict", "full"):
-            return False
-        if self.mode == "full" and rerun_mode != "full":
-            return False
-        return track is None and self.tracks == ALL_TRACKS or track in self.tracks
-
-
-RULES: dict[str, Rule] = {}
-
-
-def rule(id: str, description: str, tracks: tuple[int, ...] = ALL_TRACKS, mode: str = "static"):
-    """Register `fn(ctx) -> list[Finding]` as a rule."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
-
-    def deco(fn):
-        if id in RULES:
-            raise ValueError(f"rule {id} registered twice")
-        RULES[id] = Rule(id, description, tuple(tracks), mode, fn)
-        return fn
-
-    return deco
+from referee.rules.registry import RULES, Rule
 
 
 def _load() -> None:
     # importing the rule modules registers their rules (idempotent: modules import once)
     # in report order: the package, the prediction and records, the models, the code, the re-run
-    import harness.rules.package_rules  # noqa: F401
-    import harness.rules.trust_rules  # noqa: F401
-    import harness.rules.model_rules  # noqa: F401
-    import harness.rules.task1_rules  # noqa: F401
-    import harness.rules.code_rules  # noqa: F401
-    import harness.rules.rerun_rules  # noqa: F401
+    import referee.rules.package_rules  # noqa: F401
+    import referee.rules.trust_rules  # noqa: F401
+    import referee.rules.model_rules  # noqa: F401
+    import referee.rules.task1_rules  # noqa: F401
+    import referee.rules.code_rules  # noqa: F401
+    import referee.rules.rerun_rules  # noqa: F401
 
 
 def run_rules(ctx, only: list[str] | None = None) -> tuple[list[Finding], dict[str, str]]:
@@ -86,7 +48,7 @@ def run_rules(ctx, only: list[str] | None = None) -> tuple[list[Finding], dict[s
         try:
             found = list(r.check(ctx))
         except Exception as e:  # noqa: BLE001 - see the docstring (RecursionError and MemoryError included)
-            from harness.rules.context import printable
+            from referee.inspection.context import printable
 
             found = [error(r.id, f"internal error while checking ({type(e).__name__}: {printable(str(e), 200)}); "
                            "please report it")]
