@@ -5,8 +5,8 @@
 #   ./reproduce.sh --data DIR --device cuda --hardware t4     the real MicroLens_1M_MMCTR data on a T4
 #   ./reproduce.sh --help               every option
 #
-# Sets up .venv from requirements.lock when needed, exports the seeds and determinism variables
-# before Python starts (PYTHONHASHSEED only works that way), then runs harness/pipeline.py, whose
+# Sets up .venv from requirements.lock when needed, exports the hash seed before Python starts
+# (PYTHONHASHSEED only works that way), then runs harness/pipeline.py, whose
 # preflight (`harness preflight`, same options) checks data, models, licences, device, disk and GPU
 # memory in seconds and stops before any stage on a problem.
 set -euo pipefail
@@ -23,6 +23,8 @@ done
 case "$SEED" in ''|*[!0-9]*) echo "error: --seed must be a non-negative integer, got '$SEED'" >&2; exit 2 ;; esac
 
 source "$ROOT/scripts/setup_env.sh"
-export PYTHONHASHSEED="$SEED" MMCTR_SEED="$SEED" CUBLAS_WORKSPACE_CONFIG=":4096:8" MPLBACKEND=Agg
+# PYTHONHASHSEED works only when set before Python starts; the cuBLAS workspace is set by every stage's
+# core.seeding.seed_everything before CUDA initialises
+export PYTHONHASHSEED="$SEED" MPLBACKEND=Agg
 export TOKENIZERS_PARALLELISM=false
 exec python -m harness.pipeline "$@"

@@ -39,7 +39,9 @@ from pathlib import Path
 
 import click
 
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA initialises (deterministic cuBLAS)
+from core.seeding import CUBLAS_WORKSPACE  # noqa: E402 - numpy only; torch comes later
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # before CUDA initialises (deterministic cuBLAS)
 
 from _common import RESULTS, machine  # noqa: E402
 

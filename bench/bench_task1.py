@@ -77,7 +77,7 @@ def big_models_throughput(data: Path, work: Path, sample: int, device: str, work
     from task1.data import read_items
     from task1.models import ImageEncoder, TextEncoder
     from task1.pipeline import CoverDataset, collate_covers
-    from task1.tiny_models import tiny_xlmr_tokenizer
+    from tiny_models import tiny_xlmr_tokenizer  # bench/, beside this script
 
     dev = torch.device(device)
     clip_dir, e5_dir = work / "random-clip-vit-l-14", work / "random-e5-base"

@@ -22,11 +22,10 @@ import polars as pl
 from pandera.config import ValidationDepth, config_context
 from pandera.engines import polars_engine as pe
 
-from core.challenge import HISTORY_LEN, SCORE_COLUMNS, TAGS_LEN
+from core.challenge import EMB_DIM, HISTORY_LEN, LEVEL_VOCAB, SCORE_COLUMNS, TAGS_LEN
 from core.errors import Finding, error
 
-EMB_DIM = 128
-LEVEL_MAX = 10  # likes_level / views_level buckets 1..10, vocabulary 11 with padding 0
+LEVEL_MAX = LEVEL_VOCAB - 1  # likes_level / views_level buckets 1..10 (0 is padding)
 
 
 def _array(inner, width: int):

@@ -37,8 +37,6 @@ from core.io import write_bytes_atomic, write_json_atomic
 
 OK, MISSING, UNREADABLE = 0, 1, 2
 EMPTY_TITLE = 1
-IMAGE_STATUS = {OK: "ok", MISSING: "missing", UNREADABLE: "unreadable"}
-TEXT_STATUS = {OK: "ok", EMPTY_TITLE: "empty title"}
 
 
 def cache_key(spec: dict) -> str:

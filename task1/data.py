@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from core.challenge import TAGS_LEN
+from core.challenge import DATASET_DIR, TAGS_LEN
 from core.errors import UserError
 
 ITEM_FEATURE = "item_feature.parquet"
-TRAIN = "MicroLens_1M_x1/train.parquet"
-OFFICIAL_ITEM_INFO = "MicroLens_1M_x1/item_info.parquet"
+TRAIN = f"{DATASET_DIR}/train.parquet"
+OFFICIAL_ITEM_INFO = f"{DATASET_DIR}/item_info.parquet"
 IMAGES = "item_images"
 
 

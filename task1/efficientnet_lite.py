@@ -31,7 +31,6 @@ LITE0_STAGES = (
     (3, 1, 6, 192, 320, 1),
 )
 BN_EPS = 1e-3
-IMAGE_SIZE = 224
 MEAN = 127.0 / 255.0  # on 0..1 pixels, the same as (x - 127) / 128 on 0..255
 STD = 128.0 / 255.0
 

@@ -39,17 +39,17 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.challenge import EMB_DIM as DIM  # item_emb_d128's width
 from core.covers import MAX_BAD_SHARE, limit_text, over_limit, scan_covers
 from core.env import resolve_device
 from core.errors import EXIT_FINDINGS, UserError
 from core.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
-from task1 import cache as C
+from task1 import cache as chunk_cache  # `cache` names the per-modality cache objects here
 from task1.config import PACKAGED_IMAGE, Task1Config
 from task1.models import model_identity, model_license
 from task1.data import (ITEM_FEATURE, TAGS_LEN, TRAIN, Items, check_data_dir, official_tags, read_histories,
                         read_items)
 
-DIM = 128
 MAX_LISTED = 1000  # problem item ids listed in task1.json per kind
 
 
@@ -57,7 +57,7 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def make_caches(out_dir: Path, cfg: Task1Config, items: Items) -> dict[str, C.ModalityCache]:
+def make_caches(out_dir: Path, cfg: Task1Config, items: Items) -> dict[str, chunk_cache.ModalityCache]:
     """One cache per modality, keyed by everything that changes its numbers, the encoder's identity included
     (hub snapshot or sha256 of its files): a cache is never reused by another encoder, even one that now
     sits in the same folder."""
@@ -74,7 +74,7 @@ def make_caches(out_dir: Path, cfg: Task1Config, items: Items) -> dict[str, C.Mo
                  "max_length": cfg.text_max_length, "batch_size": cfg.text_batch_size,
                  "chunk_size": cfg.chunk_size, "titles": items.titles_sha256()},
     }
-    return {m: C.ModalityCache(out_dir / "cache", m, specs[m], items.n, cfg.chunk_size) for m in cfg.modalities}
+    return {m: chunk_cache.ModalityCache(out_dir / "cache", m, specs[m], items.n, cfg.chunk_size) for m in cfg.modalities}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,15 +97,15 @@ class CoverDataset(torch.utils.data.Dataset):
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return i, C.MISSING, np.zeros(32, np.uint8), None, "file not found"
+            return i, chunk_cache.MISSING, np.zeros(32, np.uint8), None, "file not found"
         except OSError as e:
-            return i, C.UNREADABLE, np.zeros(32, np.uint8), None, f"cannot read file ({e.strerror or e})"
+            return i, chunk_cache.UNREADABLE, np.zeros(32, np.uint8), None, f"cannot read file ({e.strerror or e})"
         digest = np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8).copy()
         try:
             pixels = self.preprocess(decode_image(data))
         except Exception as e:  # noqa: BLE001 - a malformed file can raise almost anything inside Pillow's decoders
-            return i, C.UNREADABLE, digest, None, f"{type(e).__name__}: {e}"
-        return i, C.OK, digest, pixels, ""
+            return i, chunk_cache.UNREADABLE, digest, None, f"{type(e).__name__}: {e}"
+        return i, chunk_cache.OK, digest, pixels, ""
 
 
 def collate_covers(batch):
@@ -119,7 +119,7 @@ def collate_covers(batch):
 
 def _problem(items: Items, item_id: int, status: int, detail: str = "") -> UserError:
     path = items.image_path(item_id)
-    what = "is missing" if status == C.MISSING else f"is unreadable ({detail})" if detail else "is unreadable"
+    what = "is missing" if status == chunk_cache.MISSING else f"is unreadable ({detail})" if detail else "is unreadable"
     return UserError(f"cover of item {item_id} {what}; restore the file, or run without --strict to "
                      f"replace it by the mean image embedding (counted in task1.json)", path=path,
                      exit_code=EXIT_FINDINGS)
@@ -132,7 +132,7 @@ def _too_many(items: Items, bad: list[int], when: str) -> UserError:
                      exit_code=EXIT_FINDINGS)
 
 
-def extract_images(cache: C.ModalityCache, todo: list[int], items: Items, cfg: Task1Config,
+def extract_images(cache: chunk_cache.ModalityCache, todo: list[int], items: Items, cfg: Task1Config,
                    device: torch.device, strict: bool, on_chunk) -> dict:
     from tqdm import tqdm
 
@@ -143,7 +143,7 @@ def extract_images(cache: C.ModalityCache, todo: list[int], items: Items, cfg: T
     if strict:
         for i in ids:
             if not items.image_path(int(i)).is_file():
-                raise _problem(items, int(i), C.MISSING)
+                raise _problem(items, int(i), chunk_cache.MISSING)
     t0 = time.perf_counter()
     encoder = ImageEncoder(cfg.image_model, device, cfg.fp16, cfg.lite_image_size)
     cache.write_manifest(encoder.record.to_dict())
@@ -175,13 +175,13 @@ def extract_images(cache: C.ModalityCache, todo: list[int], items: Items, cfg: T
         except StopIteration:
             break
         wait_s += time.perf_counter() - tw
-        if strict and (st != C.OK).any():
-            k = int(np.nonzero(st != C.OK)[0][0])
+        if strict and (st != chunk_cache.OK).any():
+            k = int(np.nonzero(st != chunk_cache.OK)[0][0])
             raise _problem(items, int(ids[index[k]]), int(st[k]), errors[k])
         status[index], sha[index] = st, digests
         if pixels is not None:
             te = time.perf_counter()
-            emb[index[st == C.OK]] = encoder.encode(pixels)
+            emb[index[st == chunk_cache.OK]] = encoder.encode(pixels)
             encode_s += time.perf_counter() - te
         bar.update(len(index))
         while next_chunk < len(todo) and index[-1] + 1 >= starts[next_chunk + 1]:
@@ -205,7 +205,7 @@ def effective_workers(configured: int, device: torch.device) -> int:
     return max(0, min(configured, cpus - 1 if device.type == "cpu" else cpus))
 
 
-def extract_text(cache: C.ModalityCache, todo: list[int], items: Items, cfg: Task1Config,
+def extract_text(cache: chunk_cache.ModalityCache, todo: list[int], items: Items, cfg: Task1Config,
                  device: torch.device, on_chunk) -> dict:
     from tqdm import tqdm
 
@@ -223,9 +223,9 @@ def extract_text(cache: C.ModalityCache, todo: list[int], items: Items, cfg: Tas
     for c in todo:
         ids = cache.ids(c)
         titles = [items.titles[i - 1] for i in ids]
-        status = np.array([C.OK if t else C.EMPTY_TITLE for t in titles], dtype=np.uint8)
+        status = np.array([chunk_cache.OK if t else chunk_cache.EMPTY_TITLE for t in titles], dtype=np.uint8)
         emb = np.zeros((len(ids), encoder.dim), dtype=np.float32)
-        ok = np.nonzero(status == C.OK)[0]
+        ok = np.nonzero(status == chunk_cache.OK)[0]
         if len(ok):
             emb[ok] = encoder.encode([titles[i] for i in ok], cfg.text_batch_size)
         cache.write(c, emb, status, None, precision)
@@ -240,7 +240,7 @@ def extract_text(cache: C.ModalityCache, todo: list[int], items: Items, cfg: Tas
             "precision": precision}
 
 
-def _log_run(cache: C.ModalityCache, shard, record: dict) -> None:
+def _log_run(cache: chunk_cache.ModalityCache, shard, record: dict) -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"{stamp}-{time.time_ns() % 10**9:09d}-{socket.gethostname()}-{os.getpid()}.json"
     write_json_atomic(cache.dir / "runs" / name, {"shard": list(shard) if shard else None, **record})
@@ -294,23 +294,23 @@ def load_caches(caches: dict, items: Items, strict: bool) -> Loaded:
         emb, status, sha, prec = cache.read_all()
         precision[m] = prec
         if m == "image":
-            if strict and (status != C.OK).any():
-                k = int(np.nonzero(status != C.OK)[0][0])
+            if strict and (status != chunk_cache.OK).any():
+                k = int(np.nonzero(status != chunk_cache.OK)[0][0])
                 raise _problem(items, k + 1, int(status[k]), "in the cache of an earlier run")
-            bad = (np.nonzero(status != C.OK)[0] + 1).tolist()
+            bad = (np.nonzero(status != chunk_cache.OK)[0] + 1).tolist()
             if over_limit(len(bad), items.n):
                 raise _too_many(items, bad, "missing or unreadable")
-            counts["images_ok"] = int((status == C.OK).sum())
-            counts["missing_images"] = int((status == C.MISSING).sum())
-            counts["unreadable_images"] = int((status == C.UNREADABLE).sum())
-            for name, code in (("missing_image_ids", C.MISSING), ("unreadable_image_ids", C.UNREADABLE)):
+            counts["images_ok"] = int((status == chunk_cache.OK).sum())
+            counts["missing_images"] = int((status == chunk_cache.MISSING).sum())
+            counts["unreadable_images"] = int((status == chunk_cache.UNREADABLE).sum())
+            for name, code in (("missing_image_ids", chunk_cache.MISSING), ("unreadable_image_ids", chunk_cache.UNREADABLE)):
                 counts[name] = (np.nonzero(status == code)[0] + 1)[:MAX_LISTED].tolist()
             covers = hashlib.sha256(sha.tobytes()).hexdigest()
         else:
-            counts["titles_ok"] = int((status == C.OK).sum())
-            counts["empty_titles"] = int((status == C.EMPTY_TITLE).sum())
-            counts["empty_title_ids"] = (np.nonzero(status == C.EMPTY_TITLE)[0] + 1)[:MAX_LISTED].tolist()
-        blocks[m] = (emb, status == C.OK)
+            counts["titles_ok"] = int((status == chunk_cache.OK).sum())
+            counts["empty_titles"] = int((status == chunk_cache.EMPTY_TITLE).sum())
+            counts["empty_title_ids"] = (np.nonzero(status == chunk_cache.EMPTY_TITLE)[0] + 1)[:MAX_LISTED].tolist()
+        blocks[m] = (emb, status == chunk_cache.OK)
     return Loaded(blocks, counts, precision, covers)
 
 
@@ -364,7 +364,7 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
         if strict and scan.bad:
             first = min(scan.missing[:1] + scan.unreadable[:1])
             missing = first in scan.missing[:1]
-            raise _problem(items, first, C.MISSING if missing else C.UNREADABLE, "" if missing else "empty file")
+            raise _problem(items, first, chunk_cache.MISSING if missing else chunk_cache.UNREADABLE, "" if missing else "empty file")
         if over_limit(scan.bad, items.n):
             raise _too_many(items, sorted(scan.missing + scan.unreadable), "missing or empty")
         if scan.bad:
@@ -378,7 +378,7 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
     extraction = {}
     if not merge:
         for m, cache in caches.items():
-            todo = cache.missing(C.shard_chunks(cache.n_chunks, shard))
+            todo = cache.missing(chunk_cache.shard_chunks(cache.n_chunks, shard))
             if not todo:
                 extraction[m] = {"items": 0, "chunks": 0, "reused_chunks": cache.n_chunks}
                 continue

@@ -284,13 +284,6 @@ class PackageContext:
             return None, 'MANIFEST.json has no "files" object'
         return doc, None
 
-    def manifest_files(self) -> dict[str, dict]:
-        """The manifest's file entries whose paths are safe (unsafe ones are PKG-HYGIENE's business)."""
-        if not self.manifest:
-            return {}
-        return {rel: info for rel, info in self.manifest["files"].items()
-                if unsafe_rel(rel) is None and isinstance(info, dict)}
-
     def roles(self) -> dict[str, str]:
         """rel -> role of every present file, from the layout (never from the manifest)."""
         if "roles" not in self._cache:

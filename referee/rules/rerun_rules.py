@@ -7,7 +7,6 @@ from referee.rules.registry import rule
 from referee.rules.code_rules import _rerun_steps, competitor_modules
 from referee.facts import CUDA_TOLERANCE
 
-SANDBOX_SETUP_FAILED = 97  # sandbox_init.py's exit code
 
 
 def _failed_run(rid: str, res: dict, where: str) -> list:

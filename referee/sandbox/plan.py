@@ -36,6 +36,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.seeding import CUBLAS_WORKSPACE
+
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child",
            "--mount-proc"]
 SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/proc", "/sys", "/opt")
@@ -313,7 +315,7 @@ def scrubbed_env(scratch: Path, seed: str, extra: dict | None = None) -> dict:
         "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin",
         "HOME": str(scratch / "home"), "TMPDIR": str(scratch / "tmp"), "XDG_CACHE_HOME": str(scratch / "cache"),
         "MPLCONFIGDIR": str(scratch / "cache" / "matplotlib"), "PYTHONHASHSEED": seed,
-        "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8", "TQDM_DISABLE": "1",
     })
