@@ -37,7 +37,7 @@ def main(out: Path) -> None:
 
     from core.io import write_json_atomic
     from flops import count_parameters, flops_per_sample
-    from task2.model import build_model
+    from task2.registry import build_model
 
     torch.manual_seed(0)
     table = torch.randn(N_ITEMS, 128)

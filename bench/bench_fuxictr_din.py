@@ -413,7 +413,7 @@ def main(data_dir: Path | None, cache: Path, venv: Path, epochs: int, threads: i
     if fit_to_data:
         import polars as pl
 
-        from task2.train import fit_din_tunables
+        from task2.din import fit_din_tunables
 
         n_train = pl.scan_parquet(data / "MicroLens_1M_x1" / "train.parquet").select(pl.len()).collect().item()
         fit = fit_din_tunables(n_train)

@@ -101,7 +101,7 @@ def build_model(n_items: int, item_emb, model_overrides: dict, device, seed: int
     import torch
 
     from core.config import from_dict
-    from task2.model import MODEL_CLASSES
+    from task2.registry import MODEL_CLASSES
 
     model_cls, cfg_cls = MODEL_CLASSES["SASRecDCN"]
     torch.manual_seed(seed)

@@ -85,7 +85,7 @@ def child(spec: dict) -> dict:
     torch.set_num_threads(int(spec["threads"]))
     from core.metrics import auc
     from task2.data import read_item_info, read_split, split_path
-    from task2.model import build_model
+    from task2.registry import build_model
     from task2.predict import predict
     from task2.train import load_train_config, train
 

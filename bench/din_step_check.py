@@ -134,7 +134,7 @@ def main(data_dir: Path | None, cache: Path, venv: Path, steps: int, batch_size:
     import torch
 
     from _common import machine, table, timed_child
-    from task2.model import build_model
+    from task2.registry import build_model
     from task2.train import DIN_BASELINE_TRAIN, TrainConfig, make_optimizer, train_step
 
     torch.set_num_threads(1)

@@ -45,7 +45,10 @@ sys.path[:] = [root] + [p for p in sys.path[1:] if p and "__editable__" not in p
 sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in (getattr(f, "__module__", "") or "")
                     and "__editable__" not in type(f).__module__]
 import torch
-from task2.model import build_model
+try:
+    from task2.registry import build_model
+except ImportError:  # task2 code of the earlier release kept it in task2/model.py
+    from task2.model import build_model
 with open(args_path) as f:
     args = json.load(f)
 with torch.device("meta"):
@@ -112,7 +115,7 @@ def _expected_state(package_root: Path, args: dict, args_path: Path, log) -> dic
     """The declared class's state signature, built from the packaged task2 code (on the meta device)."""
 
     if code_tree_hashes(package_root / "task2") == code_tree_hashes(PROJECT_ROOT / "task2"):
-        from task2.model import build_model
+        from task2.registry import build_model
 
         try:
             return expected_state_from(build_model, args)

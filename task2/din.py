@@ -10,12 +10,14 @@ The frozen item table and the tag table are persistent buffers, as in `task2.mod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.challenge import DIN_BASELINE_TRAIN
 from task2.layers import MLP, ItemEncoder
 
 
@@ -52,6 +54,30 @@ class DINConfig:
             raise ValueError("max_len >= 1, n_items >= 2 and non-empty dnn_units/attention_units are required")
         if not 0.0 <= self.net_dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError("net_dropout and attention_dropout must be in [0, 1)")
+
+
+# Track 1's tunables on data of another size (the rules allow batch_size and learning_rate to change)
+DIN_OFFICIAL_ROWS = 3_600_000  # the official train split: 439 steps per epoch at batch 8192
+
+
+def fit_din_tunables(n_rows: int) -> dict:
+    """Track 1's batch_size and learning_rate for `n_rows` training rows (both are tunables the rules allow).
+
+    On the official data (3.6 M rows) they are the official 8192 and 1e-3. On less data the batch halves
+    until an epoch has at least the official 439 steps (floor 128), and the learning rate follows the
+    square-root scaling rule for Adam (lr x sqrt(batch / 8192)): at batch 8192, 120,000 rows are 15 steps
+    an epoch, and a plateau schedule that decides once per epoch has almost nothing to decide with.
+    """
+    official_batch, official_lr = DIN_BASELINE_TRAIN["batch_size"], DIN_BASELINE_TRAIN["learning_rate"]
+    steps = DIN_OFFICIAL_ROWS // official_batch
+    batch = official_batch
+    while batch > 128 and n_rows / batch < steps:
+        batch //= 2
+    lr = official_lr * math.sqrt(batch / official_batch)
+    return {"train_rows": int(n_rows), "batch_size": batch, "learning_rate": float(f"{lr:.6g}"),
+            "official": {"batch_size": official_batch, "learning_rate": official_lr},
+            "rule": f"batch halves from {official_batch} until an epoch has >= {steps} steps (floor 128); "
+                    "learning_rate x sqrt(batch / 8192)"}
 
 
 class DINAttention(nn.Module):

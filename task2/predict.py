@@ -27,7 +27,7 @@ from core.challenge import TRACK_COLUMNS
 from core.errors import UserError
 from core.io import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from task2.data import Split, gather, batch_order, read_split, split_path
-from task2.model import build_model, upgrade_model_args
+from task2.registry import build_model, upgrade_model_args
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from core.challenge import DIN_BASELINE_TRAIN  # Track 1's fixed training (FuxiCTR's), declared once
@@ -55,9 +56,9 @@ from core.errors import UserError
 from core.io import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
 from core.metrics import auc as roc_auc
 from core.seeding import seed_everything, torch_generator
-from task2.data import iterate_batches, read_item_info, read_split, split_path
-from task2.din import DINConfig
-from task2.model import MODEL_CLASSES, build_model, model_args
+from task2.data import ItemInfo, Split, iterate_batches, read_item_info, read_split, split_path
+from task2.din import fit_din_tunables
+from task2.registry import MODEL_CLASSES, build_model, model_args
 from task2.predict import score_split
 
 
@@ -114,9 +115,6 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-DIN_OFFICIAL_ROWS = 3_600_000  # the official train split: 439 steps per epoch at batch 8192
-
-
 MIN_FITTED_BATCH = 128
 
 
@@ -128,26 +126,6 @@ def batch_for_steps(n_rows: int, batch_size: int, min_steps: int) -> int:
     while batch > MIN_FITTED_BATCH and math.ceil(n_rows / batch) < min_steps:
         batch = max(MIN_FITTED_BATCH, batch // 2)
     return batch
-
-
-def fit_din_tunables(n_rows: int) -> dict:
-    """Track 1's batch_size and learning_rate for `n_rows` training rows (both are tunables the rules allow).
-
-    On the official data (3.6 M rows) they are the official 8192 and 1e-3. On less data the batch halves
-    until an epoch has at least the official 439 steps (floor 128), and the learning rate follows the
-    square-root scaling rule for Adam (lr x sqrt(batch / 8192)): at batch 8192, 120,000 rows are 15 steps
-    an epoch, and a plateau schedule that decides once per epoch has almost nothing to decide with.
-    """
-    official_batch, official_lr = DIN_BASELINE_TRAIN["batch_size"], DIN_BASELINE_TRAIN["learning_rate"]
-    steps = DIN_OFFICIAL_ROWS // official_batch
-    batch = official_batch
-    while batch > 128 and n_rows / batch < steps:
-        batch //= 2
-    lr = official_lr * math.sqrt(batch / official_batch)
-    return {"train_rows": int(n_rows), "batch_size": batch, "learning_rate": float(f"{lr:.6g}"),
-            "official": {"batch_size": official_batch, "learning_rate": official_lr},
-            "rule": f"batch halves from {official_batch} until an epoch has >= {steps} steps (floor 128); "
-                    "learning_rate x sqrt(batch / 8192)"}
 
 
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
@@ -306,6 +284,151 @@ def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: to
     return bce.detach(), aux.detach().float()
 
 
+# ---------------------------------------------------------------------------------------------
+# The run, top to bottom: processes, data, batch, model, loop (train an epoch, evaluate, decide), record
+
+
+@dataclass
+class Processes:
+    """This process's place in the run: torchrun's rank among `world` processes, its device, and the
+    autocast dtype of training there (None off CUDA)."""
+
+    rank: int
+    local_rank: int
+    world: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0  # rank 0 writes the run folder and its numbers decide
+
+
+def start_processes(cfg: TrainConfig) -> Processes:
+    """One process, or torchrun's: its rank, its device, the process group (NCCL on CUDA, gloo on the CPU)."""
+    rank, local_rank, world = _dist_info()
+    device = resolve_device(cfg.device, local_rank)  # core.env
+    if world > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Processes(rank, local_rank, world, device, amp_dtype_for(device, cfg.amp))
+
+
+@dataclass
+class RunData:
+    """The item table and the two labelled splits, on the run's device, and the files they came from."""
+
+    items: ItemInfo
+    train: Split
+    valid: Split
+    paths: dict[str, Path]  # train, valid, item_info
+
+
+def load_data(data_dir: str | Path, item_info: str | Path | None, cfg: TrainConfig, device: torch.device) -> RunData:
+    _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
+    emb_dim = cfg.model.get("item_emb_dim", model_cfg_cls().item_emb_dim)
+    paths = {"train": split_path(data_dir, "train"), "valid": split_path(data_dir, "valid"),
+             "item_info": Path(item_info) if item_info is not None else split_path(data_dir, "item_info")}
+    items = read_item_info(paths["item_info"], emb_dim=emb_dim)
+    train_split = read_split(paths["train"], n_items=items.n_items).to(device)
+    valid_split = read_split(paths["valid"], n_items=items.n_items).to(device)
+    return RunData(items, train_split, valid_split, paths)
+
+
+def fit_batch(cfg: TrainConfig, n_rows: int, log: Callable[[str], None]) -> tuple[TrainConfig, dict | None]:
+    """The batch (and, for Track 1's DIN, the learning rate) the data's size calls for; (config, what was
+    fitted and why, or None)."""
+    if cfg.fit_to_data:
+        fitted = fit_din_tunables(n_rows)
+        log(f"batch_size {fitted['batch_size']}, learning_rate {fitted['learning_rate']:g} fitted to {n_rows:,} "
+            f"training rows (official {fitted['official']['batch_size']}, {fitted['official']['learning_rate']:g})")
+        return dataclasses.replace(cfg, batch_size=fitted["batch_size"], learning_rate=fitted["learning_rate"]), fitted
+    batch = batch_for_steps(n_rows, cfg.batch_size, cfg.min_epoch_steps) if cfg.min_epoch_steps else cfg.batch_size
+    if batch == cfg.batch_size:
+        return cfg, None
+    log(f"batch_size {batch} (of at most {cfg.batch_size}): {n_rows:,} training rows make "
+        f"{math.ceil(n_rows / batch)} steps an epoch (min_epoch_steps {cfg.min_epoch_steps})")
+    return dataclasses.replace(cfg, batch_size=batch), {
+        "train_rows": n_rows, "batch_size": batch, "largest_batch_size": cfg.batch_size,
+        "rule": f"batch halves from {cfg.batch_size} until an epoch has >= {cfg.min_epoch_steps} steps "
+                f"(floor {MIN_FITTED_BATCH})"}
+
+
+def build(cfg: TrainConfig, data: RunData, proc: Processes) -> tuple[torch.nn.Module, torch.nn.Module, dict, float]:
+    """The model from its config and the data's tables -> (what runs forward (DDP-wrapped with several
+    processes), the module itself, model_args, the training click rate). The sizes of the tables come from
+    item_info; a config that names others is refused."""
+    _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
+    values, items, path = dict(cfg.model), data.items, data.paths["item_info"]
+    if values.setdefault("n_items", items.n_items) != items.n_items:
+        raise UserError(f"model.n_items = {values['n_items']} but item_info has {items.n_items} rows; "
+                        "drop n_items from the config", path=path)
+    tag_sized = "n_tags" in {f.name for f in dataclasses.fields(model_cfg_cls)}  # DIN embeds item_tags
+    if tag_sized and values.setdefault("n_tags", items.n_tags) < items.n_tags:
+        raise UserError(f"item_tags holds tag id {items.n_tags - 1}, beyond model.n_tags = {values['n_tags']}; "
+                        "drop n_tags from the config", path=path)
+    model = build_model({"model_class": cfg.model_class, "config": values}, items.item_emb,
+                        items.item_tags).to(proc.device)
+    if hasattr(model, "set_known_items"):  # cold start: items absent from train share one id vector
+        model.set_known_items(data.train.item_id, data.train.item_seq)
+    base_rate = float(data.train.label.double().mean())
+    if hasattr(model, "init_output_bias"):  # start at the base rate: the first epoch's BCE starts at its level
+        model.init_output_bias(base_rate)
+    args = model_args(model)
+    torch.manual_seed(cfg.seed + proc.rank)  # dropout streams: rank 0 matches a single-process run
+    return (wrap_ddp(model, proc.device) if proc.world > 1 else model), model, args, base_rate
+
+
+def train_epoch(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, generator: torch.Generator, split: Split, cfg: TrainConfig,
+                proc: Processes, desc: str, progress: bool | None) -> tuple[float, float, int, int, float]:
+    """One pass over the training split -> (mean BCE, mean auxiliary loss, rows, steps, seconds), summed
+    over the processes."""
+    from tqdm import tqdm
+
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=proc.device)
+    aux_sum = torch.zeros((), dtype=torch.float64, device=proc.device)
+    seen = steps = 0
+    # progress=None: a bar on rank 0 when stderr is a terminal (tqdm's disable=None)
+    bar = tqdm(total=math.ceil(len(split) / cfg.batch_size), desc=desc, file=sys.stderr, leave=False,
+               disable=(None if proc.is_main else True) if progress is None else not (progress and proc.is_main))
+    for batch in iterate_batches(split, cfg.batch_size, max_len=raw_model.cfg.max_len, shuffle=True,
+                                 generator=generator, length_aware=cfg.length_aware,
+                                 bucket_batches=cfg.bucket_batches, rank=proc.rank, world_size=proc.world):
+        bce, aux = train_step(model, raw_model, optimizer, batch, cfg.grad_clip, world=proc.world, scaler=scaler,
+                              amp_dtype=proc.amp_dtype)
+        loss_sum += bce.double()
+        aux_sum += aux.double() * len(batch["rows"])
+        seen += len(batch["rows"])
+        steps += 1
+        bar.update(1)
+    bar.close()
+    if proc.world > 1:
+        totals = torch.stack([loss_sum, aux_sum, torch.tensor(float(seen), dtype=torch.float64, device=proc.device)])
+        dist.all_reduce(totals)
+        loss_sum, aux_sum, seen = totals[0], totals[1], int(totals[2].item())
+    return float(loss_sum) / max(seen, 1), float(aux_sum) / max(seen, 1), seen, steps, time.perf_counter() - t0
+
+
+def evaluate(raw_model: torch.nn.Module, split: Split, cfg: TrainConfig, proc: Processes) -> tuple[float, float, float]:
+    """Valid BCE and AUC of the current weights -> (loss, AUC, seconds). Every process holds the same
+    weights; rank 0's numbers are the ones every process acts on."""
+    t0 = time.perf_counter()
+    logits = score_split(raw_model, split, cfg.eval_batch_size, cfg.length_aware, proc.amp_dtype)
+    labels = split.label.cpu()
+    loss = float(F.binary_cross_entropy_with_logits(logits, labels))
+    auc = roc_auc(labels.numpy(), logits.numpy())
+    if proc.world > 1:
+        shared = torch.tensor([auc, loss], dtype=torch.float64, device=proc.device)
+        dist.broadcast(shared, src=0)
+        auc, loss = float(shared[0]), float(shared[1])
+    return loss, auc, time.perf_counter() - t0
+
+
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
           item_info: str | Path | None = None, log: Callable[[str], None] = _stderr,
           progress: bool | None = None) -> dict:
@@ -315,98 +438,33 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
 
-    # --- processes, seeds, device ---------------------------------------------------------------
     seeding = seed_everything(cfg.seed, deterministic=cfg.deterministic)  # before CUDA initialises
-    rank, local_rank, world = _dist_info()
-    device = resolve_device(cfg.device, local_rank)  # core.env
-    if world > 1:
-        import torch.distributed as dist
-
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    is_main = rank == 0
-    amp_dtype = amp_dtype_for(device, cfg.amp)
-    use_amp = amp_dtype is not None
-
-    # --- data ------------------------------------------------------------------------------------
-    _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
-    model_values = dict(cfg.model)
-    emb_dim = model_values.get("item_emb_dim", model_cfg_cls().item_emb_dim)
-    item_info_path = Path(item_info) if item_info is not None else split_path(data_dir, "item_info")
-    items = read_item_info(item_info_path, emb_dim=emb_dim)
-    train_path, valid_path = split_path(data_dir, "train"), split_path(data_dir, "valid")
-    train_split = read_split(train_path, n_items=items.n_items).to(device)
-    valid_split = read_split(valid_path, n_items=items.n_items).to(device)
-    fitted = None
-    if cfg.min_epoch_steps and not cfg.fit_to_data:
-        batch = batch_for_steps(len(train_split), cfg.batch_size, cfg.min_epoch_steps)
-        if batch != cfg.batch_size:
-            fitted = {"train_rows": len(train_split), "batch_size": batch, "largest_batch_size": cfg.batch_size,
-                      "rule": f"batch halves from {cfg.batch_size} until an epoch has >= {cfg.min_epoch_steps} "
-                              f"steps (floor {MIN_FITTED_BATCH})"}
-            log(f"batch_size {batch} (of at most {cfg.batch_size}): {len(train_split):,} training rows make "
-                f"{math.ceil(len(train_split) / batch)} steps an epoch (min_epoch_steps {cfg.min_epoch_steps})")
-            cfg = dataclasses.replace(cfg, batch_size=batch)
-    if cfg.fit_to_data:
-        fitted = fit_din_tunables(len(train_split))
-        cfg = dataclasses.replace(cfg, batch_size=fitted["batch_size"], learning_rate=fitted["learning_rate"])
-        log(f"batch_size {cfg.batch_size}, learning_rate {cfg.learning_rate:g} fitted to {len(train_split):,} "
-            f"training rows (official {fitted['official']['batch_size']}, {fitted['official']['learning_rate']:g})")
+    proc = start_processes(cfg)
+    data = load_data(data_dir, item_info, cfg, proc.device)
+    cfg, fitted = fit_batch(cfg, len(data.train), log)
     t_loaded = time.perf_counter()
-    log(f"data: {len(train_split):,} train, {len(valid_split):,} valid rows, {items.n_items:,} items "
+    log(f"data: {len(data.train):,} train, {len(data.valid):,} valid rows, {data.items.n_items:,} items "
         f"({t_loaded - t_start:.1f} s)")
 
-    # --- model -----------------------------------------------------------------------------------
-    if model_values.setdefault("n_items", items.n_items) != items.n_items:
-        raise UserError(f"model.n_items = {model_values['n_items']} but item_info has {items.n_items} rows; "
-                        "drop n_items from the config", path=item_info_path)
-    if model_cfg_cls is DINConfig and model_values.setdefault("n_tags", items.n_tags) < items.n_tags:
-        raise UserError(f"item_tags holds tag id {items.n_tags - 1}, beyond model.n_tags = "
-                        f"{model_values['n_tags']}; drop n_tags from the config", path=item_info_path)
-    model = build_model({"model_class": cfg.model_class, "config": model_values}, items.item_emb,
-                        items.item_tags).to(device)
-    if hasattr(model, "set_known_items"):  # cold start: items absent from train share one id vector
-        model.set_known_items(train_split.item_id, train_split.item_seq)
-    base_rate = float(train_split.label.double().mean())
-    if hasattr(model, "init_output_bias"):  # start at the base rate: the first epoch's BCE starts at its level
-        model.init_output_bias(base_rate)
-    args = model_args(model)
-    torch.manual_seed(cfg.seed + rank)  # dropout streams: rank 0 matches a single-process run
-    raw_model = model
-    if world > 1:
-        model = wrap_ddp(model, device)
-
+    model, raw_model, args, base_rate = build(cfg, data, proc)
     optimizer = make_optimizer(raw_model, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=proc.amp_dtype == torch.float16)
     generator = torch_generator(cfg.seed)
-
-    inputs = {"train": train_path, "valid": valid_path, "item_info": item_info_path}
     full_config = {
-        "train": dataclasses.asdict(cfg),
-        "model_args": args,
-        "data_dir": str(data_dir),
-        "inputs": {k: str(v) for k, v in inputs.items()},
-        "device": str(device),
-        "world_size": world,
-        "effective_batch_size": cfg.batch_size,
-        "per_rank_batch_size": math.ceil(cfg.batch_size / world),
-        "amp_dtype": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+        "train": dataclasses.asdict(cfg), "model_args": args, "data_dir": str(data_dir),
+        "inputs": {k: str(v) for k, v in data.paths.items()}, "device": str(proc.device), "world_size": proc.world,
+        "effective_batch_size": cfg.batch_size, "per_rank_batch_size": math.ceil(cfg.batch_size / proc.world),
+        "amp_dtype": None if proc.amp_dtype is None else str(proc.amp_dtype).replace("torch.", ""),
         "fitted_to_data": fitted,
     }
-    if is_main:
+    if proc.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         for stale in RUN_FILES:  # an overwritten run folder must not mix two runs
             (out_dir / stale).unlink(missing_ok=True)
         write_json_atomic(out_dir / "config.json", full_config)
         write_json_atomic(out_dir / "model_args.json", args)
 
-    # --- loop ------------------------------------------------------------------------------------
-    from tqdm import tqdm
-
-    max_len = raw_model.cfg.max_len
-    n_batches = math.ceil(len(train_split) / cfg.batch_size)
+    # the loop: train an epoch, evaluate, keep the best epoch's weights; decide (decay, stop) per plateau period
     lr = cfg.learning_rate
     rows: list[dict] = []
     best_auc, best_epoch, since_best = -1.0, 0, 0
@@ -415,68 +473,31 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     for epoch in range(1, cfg.epochs + 1):
         for group in optimizer.param_groups:
             group["lr"] = lr
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        aux_sum = torch.zeros((), dtype=torch.float64, device=device)
-        seen = 0
-        # progress=None: a bar on rank 0 when stderr is a terminal (tqdm's disable=None)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}", file=sys.stderr, leave=False,
-                   disable=(None if is_main else True) if progress is None else not (progress and is_main))
-        for batch in iterate_batches(train_split, cfg.batch_size, max_len=max_len, shuffle=True,
-                                     generator=generator, length_aware=cfg.length_aware,
-                                     bucket_batches=cfg.bucket_batches, rank=rank, world_size=world):
-            bce, aux = train_step(model, raw_model, optimizer, batch, cfg.grad_clip, world=world, scaler=scaler,
-                                  amp_dtype=amp_dtype)
-            loss_sum += bce.double()
-            aux_sum += aux.double() * len(batch["rows"])
-            seen += len(batch["rows"])
-            period.steps += 1
-            bar.update(1)
-        bar.close()
-        if world > 1:
-            import torch.distributed as dist
-
-            totals = torch.stack([loss_sum, aux_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)])
-            dist.all_reduce(totals)
-            loss_sum, aux_sum, seen = totals[0], totals[1], int(totals[2].item())
-        epoch_s = time.perf_counter() - t0
+        train_loss, aux_loss, seen, steps, epoch_s = train_epoch(model, raw_model, optimizer, scaler, generator,
+                                                                 data.train, cfg, proc, f"epoch {epoch}", progress)
+        period.steps += steps
         train_seconds += epoch_s
         samples_total += seen
-
-        # evaluate on valid: every rank holds the same weights; rank 0's numbers decide
-        t1 = time.perf_counter()
-        logits = score_split(raw_model, valid_split, cfg.eval_batch_size, cfg.length_aware, amp_dtype)
-        labels = valid_split.label.cpu()
-        valid_loss = float(F.binary_cross_entropy_with_logits(logits, labels))
-        valid_auc = roc_auc(labels.numpy(), logits.numpy())
-        if world > 1:
-            import torch.distributed as dist
-
-            shared = torch.tensor([valid_auc, valid_loss], dtype=torch.float64, device=device)
-            dist.broadcast(shared, src=0)
-            valid_auc, valid_loss = float(shared[0]), float(shared[1])
-        eval_s = time.perf_counter() - t1
+        valid_loss, valid_auc, eval_s = evaluate(raw_model, data.valid, cfg, proc)
 
         improved = valid_auc > best_auc
         if improved:
             best_auc, best_epoch = valid_auc, epoch
-            if is_main:
+            if proc.is_main:
                 _save_checkpoint(out_dir / "model.safetensors", raw_model)
         decided = period.close_epoch(improved)  # None inside a period; else whether it held a new best
         if decided is not None:
             since_best = 0 if decided else since_best + 1
         row = {
-            "epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1),
-            "train_aux_loss": float(aux_sum) / max(seen, 1), "valid_loss": valid_loss,
+            "epoch": epoch, "train_loss": train_loss, "train_aux_loss": aux_loss, "valid_loss": valid_loss,
             "valid_auc": valid_auc, "lr": lr, "epoch_s": round(epoch_s, 3), "eval_s": round(eval_s, 3),
             "samples_per_s": round(seen / max(epoch_s, 1e-9), 1), "best": improved,
             "plateau_decision": decided is not None,
         }
         rows.append(row)
-        if is_main:
+        if proc.is_main:
             write_text_atomic(out_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-            log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, valid loss {valid_loss:.4f}, "
+            log(f"epoch {epoch}: train loss {train_loss:.4f}, valid loss {valid_loss:.4f}, "
                 f"valid AUC {valid_auc:.4f}{' *' if improved else ''}, lr {lr:.2e}, {epoch_s:.1f} s, "
                 f"{row['samples_per_s']:,.0f} samples/s")
         if since_best >= cfg.early_stop_patience:
@@ -491,31 +512,31 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
                        + ("a new best (raise epochs: the model was still improving)" if best_epoch == len(rows)
                           else f"{len(rows) - best_epoch} epoch(s) after the best"))
 
-    # --- run record ------------------------------------------------------------------------------
+    valid_labels = data.valid.label.cpu()
     run = {
         "seed": cfg.seed,
         "seeding": seeding,
         "env": fingerprint(),
-        "inputs": {k: {"path": str(v), "sha256": sha256_file(v)} for k, v in inputs.items()},
+        "inputs": {k: {"path": str(v), "sha256": sha256_file(v)} for k, v in data.paths.items()},
         "model_class": cfg.model_class,
         "best_epoch": best_epoch,
         "best_valid_auc": best_auc,
-        "best_valid_auc_se": round(auc_standard_error(best_auc, int(valid_split.label.sum()),
-                                                      int(len(valid_split) - valid_split.label.sum())), 6),
+        "best_valid_auc_se": round(auc_standard_error(best_auc, int(valid_labels.sum()),
+                                                      int(len(valid_labels) - valid_labels.sum())), 6),
         "best_valid_loss": rows[best_epoch - 1]["valid_loss"] if best_epoch else None,
         "base_rate": base_rate,
-        "base_rate_valid_loss": bce_of_rate(base_rate, valid_split.label.cpu()),
+        "base_rate_valid_loss": bce_of_rate(base_rate, valid_labels),
         "epochs_run": len(rows),
         "stopped_early": len(rows) < cfg.epochs,
         "stop_reason": stop_reason,
         "fitted_to_data": fitted,
-        "world_size": world,
-        "device": str(device),
-        "amp": {"dtype": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+        "world_size": proc.world,
+        "device": str(proc.device),
+        "amp": {"dtype": None if proc.amp_dtype is None else str(proc.amp_dtype).replace("torch.", ""),
                 "grad_scaler": scaler.is_enabled(),
-                "compute_capability": (".".join(map(str, torch.cuda.get_device_capability(device)))
-                                       if device.type == "cuda" else None)},
-        "train_rows": len(train_split),
+                "compute_capability": (".".join(map(str, torch.cuda.get_device_capability(proc.device)))
+                                       if proc.device.type == "cuda" else None)},
+        "train_rows": len(data.train),
         "parameters": {
             "trainable": int(sum(p.numel() for p in raw_model.parameters() if p.requires_grad)),
             "frozen_buffers": int(sum(b.numel() for b in raw_model.buffers())),
@@ -527,11 +548,9 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         },
         "train_samples_per_s": round(samples_total / max(train_seconds, 1e-9), 1),
     }
-    if is_main:
+    if proc.is_main:
         _curves_png(out_dir / "training_curves.png", rows)
         write_json_atomic(out_dir / "run.json", run)
-    if world > 1:
-        import torch.distributed as dist
-
+    if proc.world > 1:
         dist.barrier()
     return run

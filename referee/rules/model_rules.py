@@ -5,7 +5,7 @@ How "one model" is checked: the checkpoint's header (names, dtypes, shapes) must
 dict of the one declared class rebuilt from model_args.json. The expected layout comes only from code
 the verifier trusts, never from the manifest (which the submitter writes): when the package's
 task2/*.py are byte-identical to the verifier's own task2 package, the verifier's
-`task2.model.build_model` builds it on the meta device; when they differ, only `--rerun` builds the
+`task2.registry.build_model` builds it on the meta device; when they differ, only `--rerun` builds the
 declared class from the package's code, inside the sandbox, and reports its layout and the strict
 load (`load_state_dict(strict=True)`); static verify alone then cannot prove it and says so as an
 error. (`harness package` passes the layout it built from the packaged code on the submitter's own
@@ -73,7 +73,7 @@ def trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
         if own != theirs:
             result = (None, "the package's task2 code differs from the verifier's")
         else:
-            from task2.model import build_model
+            from task2.registry import build_model
 
             try:
                 result = (expected_state_from(build_model, args), "rebuilt with the verifier's identical task2")

@@ -18,7 +18,8 @@ as importlib's marshal.loads, is dropped for the kinds judged by where they come
 decides which of them are the competitor's code. Events are capped per kind and place.
 
 MODE `predict` also records, with a global forward hook, every nn.Module that ran forward, and
-afterwards rebuilds the declared class with the package's own `task2.model.build_model`: its state
+afterwards rebuilds the declared class with the package's own `task2.registry.build_model` (`task2.model`'s
+in packages of the earlier release): its state
 layout (`declared_state`) and whether the checkpoint loads with `load_state_dict(strict=True)`. MODE
 `plain` only runs the module. The final record goes to EVENTS_FD as a `record` line; the exit code is
 the module's.
@@ -280,7 +281,10 @@ def _inspect(seen, run_dir):
     try:
         with open(os.path.join(run_dir, "model_args.json"), encoding="utf-8") as f:
             args = json.load(f)
-        from task2.model import MODEL_CLASSES, build_model
+        try:
+            from task2.registry import MODEL_CLASSES, build_model
+        except ImportError:  # packages of the earlier release kept them in task2/model.py
+            from task2.model import MODEL_CLASSES, build_model
 
         declared = MODEL_CLASSES[args["model_class"]][0]
         forward["declared_class"] = f"{declared.__module__}.{declared.__qualname__}"

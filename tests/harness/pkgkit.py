@@ -60,7 +60,7 @@ def make_run(root: Path, data: Path, track: int = 2, model_class: str | None = N
     from core.io import sha256_file
     from task2.data import read_item_info
     from core.config import from_dict
-    from task2.model import MODEL_CLASSES, model_args
+    from task2.registry import MODEL_CLASSES, model_args
     from task2.predict import predict
     from task2.train import TrainConfig
 

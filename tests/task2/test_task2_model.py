@@ -10,7 +10,8 @@ import torch
 from core.config import from_dict
 from task2.din import DIN, DINAttention, DINConfig
 from task2.layers import MLP, CrossNetV2, ItemEncoder
-from task2.model import EncoderBlock, SASRecDCN, SASRecDCNConfig, SequenceEncoder, build_model, model_args
+from task2.model import EncoderBlock, SASRecDCN, SASRecDCNConfig, SequenceEncoder
+from task2.registry import build_model, model_args
 
 N_ITEMS = 50
 SMALL = dict(n_items=N_ITEMS, item_emb_dim=8, id_emb_dim=8, max_len=12, n_heads=4, ffn_dim=32,

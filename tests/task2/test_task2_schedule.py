@@ -11,7 +11,8 @@ import torch
 
 import task2.train as train_mod
 from task2.predict import load_run
-from task2.train import fit_din_tunables, load_train_config, train
+from task2.din import fit_din_tunables
+from task2.train import load_train_config, train
 
 from task2_fixtures import FAST_TRAIN
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from task2.din import DIN, DINConfig
-from task2.model import SASRecDCN, SASRecDCNConfig, build_model, model_args, upgrade_model_args
+from task2.model import SASRecDCN, SASRecDCNConfig
+from task2.registry import build_model, model_args, upgrade_model_args
 from task2.plain import MeanPoolMLP, MeanPoolMLPConfig
 
 N_ITEMS = 60
