@@ -15,6 +15,7 @@ LEVEL_VOCAB = 11  # likes_level and views_level take 1..10; 0 is padding
 # the prediction column of each track (prediction.csv: ID plus this column)
 TRACK_COLUMNS = {1: "Task1", 2: "Task2", 3: "Task1&2"}
 SCORE_COLUMNS = tuple(TRACK_COLUMNS.values())
+TRACKS = tuple(TRACK_COLUMNS)  # (1, 2, 3): a track is an int everywhere past the command line
 
 # torch dtype name -> safetensors dtype tag (checkpoint headers are read without torch)
 TORCH_TO_SAFETENSORS = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16", "int64": "I64",

@@ -6,7 +6,15 @@ import sys
 
 import click
 
+from core.challenge import TRACKS
 from core.errors import UserError
+
+
+def track_option(default: int | None = 3, help: str = "The competition track: 1, 2 or 3."):
+    """--track as every command takes it: one of 1, 2, 3 on the command line, an int (or None) after it."""
+    return click.option("--track", type=click.Choice([str(t) for t in TRACKS]),
+                        default=None if default is None else str(default), show_default=default is not None,
+                        callback=lambda _ctx, _param, value: None if value is None else int(value), help=help)
 
 
 def run_click(command: click.Command, args=None, prog_name: str | None = None) -> None:

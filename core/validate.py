@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from core.challenge import DATASET_DIR, SCORE_COLUMNS
+from core.challenge import DATASET_DIR, SCORE_COLUMNS, TRACKS
 from core.covers import cover_findings, scan_covers
 from core.errors import Finding, UserError, error, warning
 from core.schemas import validate_frame
@@ -33,20 +33,16 @@ DATA_FILES = {
     "item_seq.parquet": "item_seq",
 }
 IMAGES = "item_images"
-TRACKS = ("1", "2", "3")
-
-
-def required_files(track: str | int = "3") -> list[str]:
+def required_files(track: int = 3) -> list[str]:
     """The data files the pipeline's stages read for `track` (relative paths; the covers as item_images/).
 
     train, valid (harness train), test (predict, verify) and item_info (Track 2's embeddings; Task 1
     copies its item_tags; verify compares against it) always; item_feature and the covers for Task 1.
     """
-    track = str(track)
     if track not in TRACKS:
         raise UserError(f"unknown track {track!r}; choose 1, 2 or 3")
     rel = [f"{DATASET_DIR}/train.parquet", f"{DATASET_DIR}/valid.parquet", f"{DATASET_DIR}/test.parquet", f"{DATASET_DIR}/item_info.parquet"]
-    if track in ("1", "3"):
+    if track in (1, 3):
         rel += ["item_feature.parquet", IMAGES + "/"]
     return rel
 
@@ -139,7 +135,7 @@ def check_images(root: Path, n_items: int, strict: bool = False) -> tuple[list[F
     return cover_findings(scan, folder, strict=strict), scan.found
 
 
-def validate_root(root: str | Path, require_all: bool = False, strict: bool = False, track: str | int = "3") -> Report:
+def validate_root(root: str | Path, require_all: bool = False, strict: bool = False, track: int = 3) -> Report:
     """Check every challenge file found under `root`; absent files are listed, and are errors with
     `require_all` when the pipeline's stages for `track` read them. `strict`: any missing or unreadable
     cover is an error (else up to core.covers.MAX_BAD_SHARE are warnings)."""
@@ -219,7 +215,7 @@ def validate_file(path: str | Path, test: str | Path | None = None, n_items: int
 
 
 def validate_path(path: str | Path, test: str | Path | None = None, require_all: bool = False,
-                  strict: bool = False, track: str | int = "3") -> Report:
+                  strict: bool = False, track: int = 3) -> Report:
     path = Path(path)
     if path.is_dir():
         if test is not None:

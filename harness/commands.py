@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from core.cli import track_option
 from core.errors import UserError, exit_code_for
 from harness.worlds import DEFAULT_WORLD, RANDOM_WORLD, WORLDS
 
@@ -27,12 +28,11 @@ def _log(msg: str) -> None:
               help="test.parquet: a prediction's IDs must equal its IDs, in order.")
 @click.option("--require-all", is_flag=True,
               help="An absent file that the pipeline's stages for --track read is an error.")
-@click.option("--track", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
-              help="With --require-all: whose stages (Track 2 reads no item_feature and no covers).")
+@track_option(help="With --require-all: whose stages (Track 2 reads no item_feature and no covers).")
 @click.option("--strict", is_flag=True,
               help="Any missing or unreadable cover is an error (else warnings, up to 1 % of the items).")
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
-def validate_cmd(path: Path, test: Path | None, require_all: bool, track: str, strict: bool, as_json: bool) -> int:
+def validate_cmd(path: Path, test: Path | None, require_all: bool, track: int, strict: bool, as_json: bool) -> int:
     """Check a data root (every file found) or one parquet/CSV file. Exit 0 valid, 1 findings, 2 usage/I-O."""
     from core.validate import render, validate_path
 

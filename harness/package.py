@@ -30,6 +30,7 @@ from pathlib import Path
 
 import click
 
+from core.cli import track_option
 from core.errors import UserError
 from core.io import sha256_file
 from core.challenge import TORCH_TO_SAFETENSORS
@@ -354,8 +355,7 @@ def _manifest(track, run_doc, predict_doc, task1_doc, args_doc, expected, steps,
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Submission folder to write (must not exist unless --overwrite).")
-@click.option("--track", type=click.Choice(["1", "2", "3"]), default=None,
-              help="1 = Task1, 2 = Task2, 3 = Task1&2 [default: predict.json's].")
+@track_option(default=None, help="1 = Task1, 2 = Task2, 3 = Task1&2 [default: predict.json's].")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Dataset root, for the checks that need it [default: the data_dir in task2/config.json].")
 @click.option("--license", "license_", type=click.Choice(["Apache-2.0", "MIT"]), default=None,
@@ -370,7 +370,7 @@ def package_cmd(run_dir, out_dir, track, data_dir, license_, copyright_holder, c
     """Build the final-round submission folder from RUN_DIR; refuse it (exit 1) if `harness verify` fails."""
     from referee.verify import render
 
-    report = build_package(run_dir, out_dir, track=None if track is None else int(track), data=data_dir,
+    report = build_package(run_dir, out_dir, track=track, data=data_dir,
                            license=license_, holder=copyright_holder, code_root=code_root, overwrite=overwrite,
                            log=lambda m: click.echo(m, err=True))
     if as_json:

@@ -18,6 +18,7 @@ file that a later run would trust.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -29,9 +30,11 @@ from pathlib import Path
 import click
 
 from core.challenge import DATASET_DIR, TRACK_COLUMNS
+from core.cli import track_option
 from core.errors import UserError
 from core.io import write_json_atomic
 from core.package_format import fill_step, reproduce_steps
+from harness.options import RunOptions
 from harness.stamps import HashCache, digest
 from harness.worlds import DEFAULT_WORLD, WORLDS
 
@@ -107,30 +110,30 @@ def harness_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "harness", *map(str, args)]
 
 
-def task1_overrides(o: dict) -> dict:
+def task1_overrides(o: RunOptions) -> dict:
     """The settings over the Task 1 profile that the options give (RUN_DIR/configs/task1.json)."""
-    cfg = dict(HARDWARE[o["hardware"]]["task1"])
+    cfg = dict(HARDWARE[o.hardware]["task1"])
     for key in ("image_model", "text_model", "reducer", "image_model_license", "text_model_license"):
-        if o.get(key):
-            cfg[key] = o[key]
+        if getattr(o, key):
+            cfg[key] = getattr(o, key)
     return cfg
 
 
-def build_stages(o: dict) -> tuple[list[Stage], dict]:
+def build_stages(o: RunOptions) -> tuple[list[Stage], dict]:
     """The stages for these options, and the paths the report reads. Each stage's inputs are the files it
     reads (its stamp's digests)."""
-    run = o["run_dir"]
-    data = o["data"] or run / "data"
-    seed = str(o["seed"])
-    track = o["track"]
+    run = o.run_dir
+    data = o.data or run / "data"
+    seed = str(o.seed)
+    track = o.track
     paths = {"data": data, "task1": run / "task1", "task2": run / "task2", "prediction": run / "prediction",
              "submission": run / "submission"}
     stages = []
-    strict = ["--strict"] if o.get("strict") else []
+    strict = ["--strict"] if o.strict else []
     every_file = [data / DATASET_DIR, data / "item_feature.parquet", data / "item_images", data / "item_emb.parquet",
                   data / "item_seq.parquet"]
-    if o["data"] is None:
-        stages.append(Stage("synth", harness_cmd("synth", data, "--scale", o["scale"], "--world", o["world"],
+    if o.data is None:
+        stages.append(Stage("synth", harness_cmd("synth", data, "--scale", o.scale, "--world", o.world,
                                                  "--seed", seed, "--overwrite"), [], [data / "oracle" / "oracle.json"]))
     # --require-all --track: an absent file is an error only when a stage of this track reads it
     stages.append(Stage("validate", harness_cmd("validate", data, "--require-all", "--track", track, *strict),
@@ -139,12 +142,12 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     # embed, train and predict: the commands a package's reproduce.sh runs (harness.package.reproduce_steps),
     # on RUN_DIR's folders and configs, with what only a pipeline run adds (--strict, --overwrite, --epochs)
     configs = run / "configs"
-    steps = {s["name"]: s for s in reproduce_steps(int(track), {"profile": o["profile"], "seed": o["seed"]},
-                                                   o["device"], configs=str(configs))}
+    steps = {s["name"]: s for s in reproduce_steps(track, {"profile": o.profile, "seed": o.seed},
+                                                   o.device, configs=str(configs))}
     def step_cmd(name: str) -> list[str]:
-        return [sys.executable, "-m", steps[name]["module"], *fill_step(steps[name], data, run, o["device"])]
+        return [sys.executable, "-m", steps[name]["module"], *fill_step(steps[name], data, run, o.device)]
 
-    if track == "2":  # Task 2 only: the provided embeddings, byte for byte
+    if track == 2:  # Task 2 only: the provided embeddings, byte for byte
         item_info = data / DATASET_DIR / "item_info.parquet"
     else:
         reads = [data / "item_feature.parquet", data / "item_images", data / DATASET_DIR / "train.parquet",
@@ -156,9 +159,9 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     paths["item_info"] = item_info
 
     # the run's seed and, for Track 1, the baseline DIN, in the config file as a package carries them
-    task2_cfg = {**HARDWARE[o["hardware"]]["task2"], "seed": int(seed), **({"model_class": "DIN"} if track == "1" else {})}
+    task2_cfg = {**HARDWARE[o.hardware]["task2"], "seed": int(seed), **({"model_class": "DIN"} if track == 1 else {})}
     write_json_atomic(configs / "task2.json", task2_cfg)
-    cmd = step_cmd("task2") + ["--overwrite"] + (["--epochs", str(o["epochs"])] if o["epochs"] else [])
+    cmd = step_cmd("task2") + ["--overwrite"] + (["--epochs", str(o.epochs)] if o.epochs else [])
     stages.append(Stage("train", cmd, [data / DATASET_DIR / "train.parquet", data / DATASET_DIR / "valid.parquet",
                                        item_info, configs / "task2.json"], [paths["task2"] / "model.safetensors"]))
     stages.append(Stage("predict", step_cmd("predict"),
@@ -175,14 +178,14 @@ def build_stages(o: dict) -> tuple[list[Stage], dict]:
     return stages, paths
 
 
-def summarize(o: dict, paths: dict, runner: Runner) -> dict:
+def summarize(o: RunOptions, paths: dict, runner: Runner) -> dict:
     """Valid and test AUC next to the oracle and the naive scorers (test AUC only with ground truth)."""
     from referee.score import score
 
-    track = o["track"]
+    track = o.track
     run_json = paths["task2"] / "run.json"
     ours_valid = json.loads(run_json.read_text()).get("best_valid_auc") if run_json.is_file() else None
-    result = {"track": track, "column": TRACK_COLUMNS[int(track)], "timings_s": runner.timings,
+    result = {"track": track, "column": TRACK_COLUMNS[track], "timings_s": runner.timings,
               "status": runner.status, "submission": str(paths["submission"]),
               "auc": {"ours": {"valid": ours_valid, "test": None}}}
     oracle = paths["data"] / "oracle" / "oracle.json"
@@ -190,7 +193,7 @@ def summarize(o: dict, paths: dict, runner: Runner) -> dict:
         doc = json.loads(oracle.read_text())
         result["world"] = {"name": doc.get("world"), "summary": doc.get("world_summary"), "scale": doc.get("scale")}
         s = score(paths["prediction"] / "prediction.csv", paths["data"] / "oracle" / "ground_truth.csv")
-        result["auc"]["ours"]["test"] = s["scores"][f"AUC_{TRACK_COLUMNS[int(track)]}"]
+        result["auc"]["ours"]["test"] = s["scores"][f"AUC_{TRACK_COLUMNS[track]}"]
         for name in ("oracle", "oracle_item_only", "popularity", "random"):
             result["auc"][name] = {split: doc["auc"][split][name] for split in ("valid", "test")}
     return result
@@ -261,8 +264,7 @@ def run_options(f):
                      help="What clicks depend on in the generated dataset (harness synth --world)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--track", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
-                     help="1: Task 1 only (DIN baseline), 2: Task 2 only (provided embeddings), 3: both."),
+        track_option(help="1: Task 1 only (DIN baseline), 2: Task 2 only (provided embeddings), 3: both."),
         click.option("--hardware", type=click.Choice(sorted(HARDWARE)), default="cpu", show_default=True,
                      help="t4: batch sizes and fp16 that fit a 16 GB T4."),
         click.option("--profile", type=click.Choice(["offline", "reference"]), default=None,
@@ -286,9 +288,8 @@ def run_options(f):
 
 
 def resolve_options(run_dir, data, scale, world, seed, device, track, hardware, profile, image_model, text_model,
-                    image_model_license, text_model_license, reducer, epochs, strict, force) -> dict:
-    """The options as the stages use them: absolute paths, the default run folder and profile, `auto`
-    resolved. `--device cuda` without CUDA is left for the preflight to report."""
+                    image_model_license, text_model_license, reducer, epochs, strict, force) -> RunOptions:
+    """The options as the stages use them. `--device cuda` without CUDA is left for the preflight to report."""
     if data is not None:
         data = data.resolve()
         if not data.is_dir():
@@ -300,13 +301,14 @@ def resolve_options(run_dir, data, scale, world, seed, device, track, hardware, 
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return dict(run_dir=run_dir, data=data, scale=scale, world=world, seed=seed, device=device, track=track,
-                hardware=hardware, profile=profile or ("reference" if data else "offline"),
-                image_model=image_model, text_model=text_model, image_model_license=image_model_license,
-                text_model_license=text_model_license, reducer=reducer, epochs=epochs, strict=strict, force=force)
+    return RunOptions(run_dir=run_dir, data=data, scale=scale, world=world, seed=seed, device=device, track=int(track),
+                      hardware=hardware, profile=profile or ("reference" if data else "offline"),
+                      image_model=image_model, text_model=text_model, image_model_license=image_model_license,
+                      text_model_license=text_model_license, reducer=reducer, epochs=epochs, strict=strict,
+                      force=force)
 
 
-def preflight(opts: dict, hashes: HashCache | None = None):
+def preflight(opts: RunOptions, hashes: HashCache | None = None):
     from harness.preflight import run_preflight
 
     return run_preflight(opts, hashes=hashes, hardware=HARDWARE, task1_overrides=task1_overrides(opts))
@@ -318,7 +320,7 @@ def reproduce(**kwargs) -> int:
     """Take a machine from nothing to a verified submission and print the results table."""
     t0 = time.perf_counter()
     opts = resolve_options(**kwargs)
-    run_dir = opts["run_dir"]
+    run_dir = opts.run_dir
     hashes = HashCache(run_dir / "stamps" / "hashes.json")
     report = preflight(opts, hashes)
     for c in report.warnings:
@@ -334,13 +336,13 @@ def reproduce(**kwargs) -> int:
     write_json_atomic(run_dir / "preflight.json", report.to_dict())
     hashes.save()
     stages, paths = build_stages(opts)
-    runner = Runner(run_dir, force=opts["force"], hashes=hashes)
+    runner = Runner(run_dir, force=opts.force, hashes=hashes)
     runner.timings["preflight"] = round(report.seconds, 1)
     runner.status["preflight"] = f"passed ({len(report.warnings)} warning(s))"
     for stage in stages:
         runner.run(stage)
     result = summarize(opts, paths, runner)
-    result["options"] = {k: str(v) for k, v in opts.items()}
+    result["options"] = {k: str(v) for k, v in dataclasses.asdict(opts).items()}
     result["preflight"] = {"seconds": round(report.seconds, 3), "warnings": [c.line() for c in report.warnings],
                            "known_data": report.facts.get("known_data"), "record": str(run_dir / "preflight.json")}
     result["wall_s"] = round(time.perf_counter() - t0, 1)

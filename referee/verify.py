@@ -29,6 +29,7 @@ from pathlib import Path
 
 import click
 
+from core.cli import track_option
 from core.errors import Finding, UserError, error, exit_code_for
 
 SAFETY_RULES = ("PKG-HYGIENE", "T2-CHECKPOINT-FORMAT")
@@ -75,9 +76,9 @@ def verify_package(root, data=None, track: int | None = None, rerun: str | None 
     `expected_state` is the declared class's layout from code the caller trusts (`harness package`);
     `rerun_only_if_clean` skips the re-run when a static rule already failed (harness audit).
     """
-    from referee.rules import run_rules
     from referee.inspection.context import PackageContext
     from referee.rerun import AUC_TOLERANCE, MIN_SPEARMAN, run_rerun
+    from referee.rules import registry, run_rules
 
     log = log or (lambda msg: None)
     root = Path(root)
@@ -110,21 +111,19 @@ def verify_package(root, data=None, track: int | None = None, rerun: str | None 
     except Exception as e:  # noqa: BLE001 - a verdict on any input
         return VerifyReport(str(root), track, rerun or "static", [internal_finding(e, "reading the package")],
                             {INTERNAL: "error"})
-    findings, status = run_rules(ctx)
+
+    # phase 1, static findings: every rule that reads files only (the ones that judge a re-run's evidence
+    # wait for it when one is asked for)
+    static_ids = [r.id for r in registry() if not (rerun and r.id in RERUN_AFFECTED)]
+    findings, status = run_rules(ctx, only=static_ids)
     report = VerifyReport(str(root), ctx.track, rerun or "static", findings, status)
     if not rerun:
         return report
-    blocking = sorted({f.id for f in findings if f.severity == "error" and f.id in SAFETY_RULES})
-    failed = sorted({f.id for f in findings if f.severity == "error"})
-    if rerun_only_if_clean and failed:
-        why = f"static verify failed ({', '.join(failed)})"
-        ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
-    elif blocking:
-        why = f"the static safety checks failed ({', '.join(blocking)}); the package's code was not run"
-        ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
-    elif ctx.track is None:
-        why = "the track is unknown"
-        ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
+
+    # phase 2, re-run evidence: the package's own code on a copy, in the sandbox, unless phase 1 forbids it
+    skip = _rerun_refusal(findings, ctx.track, rerun_only_if_clean)
+    if skip:
+        ctx.rerun = _skipped(rerun, skip)
     else:
         t0 = time.perf_counter()
         try:
@@ -133,15 +132,35 @@ def verify_package(root, data=None, track: int | None = None, rerun: str | None 
                                   min_spearman=MIN_SPEARMAN if min_spearman is None else min_spearman, log=log,
                                   use_sandbox=sandbox, hide=hide, keep_prediction=keep_prediction)
         except Exception as e:  # noqa: BLE001 - a verdict on any input
-            why = f"the re-run failed inside the verifier ({type(e).__name__}: {str(e)[:200]})"
-            ctx.rerun = {"mode": rerun, "predict": {"skipped": why}, "full": {"skipped": why}}
+            ctx.rerun = _skipped(rerun, f"the re-run failed inside the verifier ({type(e).__name__}: {str(e)[:200]})")
         log(f"re-run ({rerun}) took {time.perf_counter() - t0:.1f} s")
     ctx.rerun["sandboxed"] = bool(sandbox)
-    again, again_status = run_rules(ctx, only=list(RERUN_AFFECTED))
-    report.findings = [f for f in findings if f.id not in RERUN_AFFECTED] + again
-    report.status.update({k: v for k, v in again_status.items()})
+
+    # phase 3, re-run rules: the rules that judge the evidence, each run once
+    found, rerun_status = run_rules(ctx, only=[i for i in RERUN_AFFECTED if i not in static_ids])
+    report.findings += found
+    report.status.update(rerun_status)
     report.rerun = ctx.rerun
     return report
+
+
+def _rerun_refusal(static_findings: list[Finding], track: int | None, only_if_clean: bool) -> str | None:
+    """Why the package's code may not run (None when it may): a failed safety check always stops it, any
+    failed static rule does for `harness audit` (only_if_clean), and an unknown track leaves nothing to run."""
+    failed = sorted({f.id for f in static_findings if f.severity == "error"})
+    blocking = [i for i in failed if i in SAFETY_RULES]
+    if only_if_clean and failed:
+        return f"static verify failed ({', '.join(failed)})"
+    if blocking:
+        return f"the static safety checks failed ({', '.join(blocking)}); the package's code was not run"
+    if track is None:
+        return "the track is unknown"
+    return None
+
+
+def _skipped(mode: str, why: str) -> dict:
+    """The re-run record of a re-run that did not happen: both of its parts say why."""
+    return {"mode": mode, "predict": {"skipped": why}, "full": {"skipped": why}}
 
 
 def rerun_summary(rerun: dict | None) -> list[str]:
@@ -222,8 +241,7 @@ def render_rules() -> str:
                    "(re-train, compare AUC and rank correlation). Executes the submission.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Dataset root (MicroLens_1M_MMCTR): test IDs, the provided item_info, data hashes.")
-@click.option("--track", type=click.Choice(["1", "2", "3"]), default=None,
-              help="Check as this track [default: the manifest's].")
+@track_option(default=None, help="Check as this track [default: the manifest's].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Device of the re-run (CPU: byte-identical; CUDA: within 1e-5).")
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds allowed per re-run.")
@@ -245,7 +263,7 @@ def verify_cmd(directory, rerun, data_dir, track, device, timeout, auc_tolerance
     t0 = time.perf_counter()
     log = lambda m: click.echo(_printable_log(m), err=True)  # noqa: E731
     try:
-        report = verify_package(directory, data=data_dir, track=None if track is None else int(track), rerun=rerun,
+        report = verify_package(directory, data=data_dir, track=track, rerun=rerun,
                                 device=device, timeout=timeout, auc_tolerance=auc_tolerance,
                                 min_spearman=min_spearman, log=log, sandbox=not no_sandbox)
     except UserError:

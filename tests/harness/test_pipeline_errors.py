@@ -64,17 +64,20 @@ def test_a_model_that_fails_to_load_names_the_stage_and_the_model(tiny_data, tmp
 
 
 def test_a_changed_config_reruns_the_stage(tmp_path):
+    import dataclasses
+
+    from harness.options import RunOptions
     from harness.pipeline import build_stages
     from harness.worlds import DEFAULT_WORLD
 
-    opts = dict(run_dir=tmp_path, data=None, scale="tiny", seed=0, device="cpu", track="3", hardware="cpu",
-                profile="offline", image_model=None, text_model=None, reducer=None, epochs=None, world=DEFAULT_WORLD,
-                image_model_license=None, text_model_license=None, strict=False, force=False)
+    opts = RunOptions(run_dir=tmp_path, data=None, scale="tiny", seed=0, device="cpu", track=3, hardware="cpu",
+                      profile="offline", image_model=None, text_model=None, reducer=None, epochs=None,
+                      world=DEFAULT_WORLD, image_model_license=None, text_model_license=None, strict=False, force=False)
     cfg = tmp_path / "configs" / "task1.json"
     embed = {s.name: s for s in build_stages(opts)[0]}["embed"]
     assert embed.cmd[embed.cmd.index("--config") + 1] == str(cfg) and cfg in embed.inputs
     assert "reducer" not in cfg.read_text()
-    embed2 = {s.name: s for s in build_stages(dict(opts, reducer="contrastive"))[0]}["embed"]
+    embed2 = {s.name: s for s in build_stages(dataclasses.replace(opts, reducer="contrastive"))[0]}["embed"]
     assert cfg in embed2.inputs and '"reducer": "contrastive"' in cfg.read_text()
 
 
@@ -82,22 +85,24 @@ def test_the_pipeline_runs_the_packages_reproduce_steps(tmp_path):
     """embed, train and predict are harness.package.reproduce_steps (what a package's reproduce.sh and the
     verifier's --rerun full run) on RUN_DIR, plus only what a pipeline run adds: one declaration of each flag."""
     from core.package_format import reproduce_steps
+    from harness.options import RunOptions
     from harness.pipeline import build_stages
     from harness.worlds import DEFAULT_WORLD
 
-    for track in ("1", "2", "3"):
-        opts = dict(run_dir=tmp_path, data=None, scale="tiny", seed=3, device="cpu", track=track, hardware="cpu",
-                    profile="offline", image_model=None, text_model=None, reducer=None, epochs=2,
-                    world=DEFAULT_WORLD, image_model_license=None, text_model_license=None, strict=True, force=False)
+    for track in (1, 2, 3):
+        opts = RunOptions(run_dir=tmp_path, data=None, scale="tiny", seed=3, device="cpu", track=track, hardware="cpu",
+                          profile="offline", image_model=None, text_model=None, reducer=None, epochs=2,
+                          world=DEFAULT_WORLD, image_model_license=None, text_model_license=None, strict=True,
+                          force=False)
         stages = {s.name: s for s in build_stages(opts)[0]}
         data = str(tmp_path / "data")
-        for step in reproduce_steps(int(track), {"profile": "offline", "seed": 3}, "cpu",
+        for step in reproduce_steps(track, {"profile": "offline", "seed": 3}, "cpu",
                                     configs=str(tmp_path / "configs")):
             want = [sys.executable, "-m", step["module"], *[a.replace("{data}", data).replace("{work}", str(tmp_path))
                                                            .replace("{device}", "cpu") for a in step["args"]]]
             stage = stages[{"task1": "embed", "task2": "train", "predict": "predict"}[step["name"]]]
             extra = {"task1": ["--strict"], "task2": ["--overwrite", "--epochs", "2"], "predict": []}[step["name"]]
             assert stage.cmd == want + extra, (track, step["name"])
-        assert ("embed" in stages) == (track != "2")
+        assert ("embed" in stages) == (track != 2)
         task2_cfg = json.loads((tmp_path / "configs" / "task2.json").read_text())
-        assert task2_cfg["seed"] == 3 and (task2_cfg.get("model_class") == "DIN") == (track == "1")
+        assert task2_cfg["seed"] == 3 and (task2_cfg.get("model_class") == "DIN") == (track == 1)
