@@ -34,10 +34,7 @@ ENCODED = re.compile(rb"[A-Za-z0-9+/=_-]{%d,}" % MAX_ENCODED_RUN)
 
 def kind_of(ctx, rel: str) -> str:
     """The content kind of a file from its first bytes (see the module docstring)."""
-    key = ("kind", rel)
-    if key not in ctx._cache:
-        ctx._cache[key] = _sniff(ctx, rel)
-    return ctx._cache[key]
+    return ctx.memo(("kind", rel), lambda: _sniff(ctx, rel))
 
 
 def _sniff(ctx, rel: str) -> str:

@@ -175,6 +175,13 @@ class PackageContext:
                 else:
                     self.entries[rel] = Entry(rel, "other", 0)
 
+    def memo(self, key: tuple, compute):
+        """`compute()` once per package and key, its value kept for every later call: the rules share the
+        costly reads (the prediction, the import graph, the trusted model layout) through this."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
     def files(self) -> list[str]:
         """Regular files, relative paths, sorted (MANIFEST.json included)."""
         if "files" not in self._cache:

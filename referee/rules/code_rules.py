@@ -79,8 +79,7 @@ def _resolve(modules, ref_module: str) -> str | None:
 
 
 def _graph(ctx) -> dict[str, set[str]]:
-    key = ("import_graph",)
-    if key not in ctx._cache:
+    def build() -> dict[str, set[str]]:
         modules = ctx.modules()
         graph = {}
         for name, mod in modules.items():
@@ -96,8 +95,9 @@ def _graph(ctx) -> dict[str, set[str]]:
                     if pkg in modules and pkg != name:
                         edges.add(pkg)
             graph[name] = edges
-        ctx._cache[key] = graph
-    return ctx._cache[key]
+        return graph
+
+    return ctx.memo(("import_graph",), build)
 
 
 def reachable(ctx, top: str) -> dict[str, list[str]]:
@@ -281,8 +281,7 @@ def competitor_modules(ctx) -> dict:
     """The modules of task1/ and task2/ that are not a release's file at the same path (name -> ModuleSource).
     (harness/ and scripts/ must equal a release as a whole: PKG-RELEASED-CODE; Python files anywhere else
     break PKG-LAYOUT.)"""
-    key = ("competitor_modules",)
-    if key not in ctx._cache:
+    def find() -> dict:
         from referee.released import REFERENCE_DIRS, reference_hashes
 
         ref = reference_hashes()
@@ -296,8 +295,9 @@ def competitor_modules(ctx) -> dict:
                 digest = None
             if digest is None or digest not in ref.get(mod.path, ()):
                 out[name] = mod
-        ctx._cache[key] = out
-    return ctx._cache[key]
+        return out
+
+    return ctx.memo(("competitor_modules",), find)
 
 
 def dynamic_reason(module: str) -> str | None:

@@ -53,11 +53,12 @@ def _inside(path: Path, root: Path) -> bool:
 
 def trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
     """(signature, how) from the verifier's own task2 when the package's task2/*.py equal it; else (None, why)."""
+    return ctx.memo(("trusted_state",), lambda: _trusted_expected_state(ctx, args))
+
+
+def _trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
     import importlib.util
 
-    key = ("trusted_state",)
-    if key in ctx._cache:
-        return ctx._cache[key]
     result: tuple[dict | None, str]
     spec = importlib.util.find_spec("task2")
     if spec is None or not spec.submodule_search_locations:
@@ -79,7 +80,6 @@ def trusted_expected_state(ctx, args: dict) -> tuple[dict | None, str]:
                 result = (expected_state_from(build_model, args), "rebuilt with the verifier's identical task2")
             except (ValueError, TypeError, KeyError) as e:
                 result = (None, f"model_args.json does not rebuild the declared class: {e}")
-    ctx._cache[key] = result
     return result
 
 
@@ -293,15 +293,15 @@ def _max_user_id(ctx) -> int | None:
     path = ctx.data_file("train")
     if path is None:
         return None
-    key = ("max_user_id",)
-    if key not in ctx._cache:
+    def read() -> int | None:
         import polars as pl
 
         try:
-            ctx._cache[key] = int(pl.scan_parquet(path).select(pl.col("user_id").max()).collect().item())
+            return int(pl.scan_parquet(path).select(pl.col("user_id").max()).collect().item())
         except Exception:  # an unreadable data file is `harness validate`'s business
-            ctx._cache[key] = None
-    return ctx._cache[key]
+            return None
+
+    return ctx.memo(("max_user_id",), read)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -269,14 +269,13 @@ def _read_prediction(ctx):
     rel = ctx.one("prediction")
     if rel is None:
         return None, None, None
-    key = ("prediction_frame",)
-    if key not in ctx._cache:
+    def read():
         try:
-            frame, problem = read_table(ctx.checked_path(rel, MAX_PREDICTION_BYTES), "prediction")
+            return read_table(ctx.checked_path(rel, MAX_PREDICTION_BYTES), "prediction")
         except OSError as e:
-            frame, problem = None, error("io.unreadable", printable(str(e), 200), rel)
-        ctx._cache[key] = (frame, problem)
-    frame, problem = ctx._cache[key]
+            return None, error("io.unreadable", printable(str(e), 200), rel)
+
+    frame, problem = ctx.memo(("prediction_frame",), read)
     return rel, frame, problem
 
 
@@ -286,13 +285,13 @@ def _test_ids(ctx):
     path = ctx.data_file("test")
     if path is None:
         return None, None
-    key = ("test_ids",)
-    if key not in ctx._cache:
+    def read():
         try:
-            ctx._cache[key] = (pl.read_parquet(path, columns=["ID"])["ID"], None)
+            return pl.read_parquet(path, columns=["ID"])["ID"], None
         except Exception as e:  # polars raises several types for a broken file
-            ctx._cache[key] = (None, f"cannot read the test IDs ({type(e).__name__})")
-    return ctx._cache[key]
+            return None, f"cannot read the test IDs ({type(e).__name__})"
+
+    return ctx.memo(("test_ids",), read)
 
 
 @rule("PRED-SCHEMA", "prediction.csv follows the submission schema (ID then finite scores in [0, 1]) and, "
