@@ -30,10 +30,16 @@ def test_the_repository_keeps_its_layers():
     assert "3 kept, 0 broken" in proc.stdout
 
 
-def test_a_core_module_importing_the_harness_breaks_the_contract(tmp_path):
+def _copy(tmp_path: Path) -> Path:
+    """The five packages and pyproject.toml, to break on purpose."""
     for name in ("core", "harness", "referee", "task1", "task2"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copyfile(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_a_core_module_importing_the_harness_breaks_the_contract(tmp_path):
+    _copy(tmp_path)
     with open(tmp_path / "core" / "io.py", "a") as f:
         f.write("\nfrom harness import pipeline  # a layer violation\n")
     with open(tmp_path / "task1" / "data.py", "a") as f:
@@ -44,9 +50,7 @@ def test_a_core_module_importing_the_harness_breaks_the_contract(tmp_path):
 
 
 def test_the_referee_reaching_up_or_a_circle_breaks_the_contracts(tmp_path):
-    for name in ("core", "harness", "referee", "task1", "task2"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    _copy(tmp_path)
     with open(tmp_path / "referee" / "score.py", "a") as f:
         f.write("\nfrom harness import pipeline  # the referee runs none of the competitor's pipeline\n")
     with open(tmp_path / "referee" / "rules" / "task1_rules.py", "a") as f:
