@@ -42,7 +42,13 @@ def timed_child(args: list[str], env: dict | None = None) -> dict:
 
 
 def write_results(name: str, doc: dict) -> Path:
+    """bench/results/<name>_<date>.json (the date of the run, unless `name` already ends with one): a later
+    run of the same benchmark sits beside the earlier one instead of over it."""
+    import re
+
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if not re.search(r"_\d{4}-\d{2}-\d{2}$", name):
+        name = f"{name}_{_dt.date.today().isoformat()}"
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path

@@ -3,7 +3,7 @@
     python bench/bench_data.py [--scales demo --scales full] [--workdir /tmp/mmctr-bench]
 
 Targets on 2 cores: synth --scale full under 10 minutes and 8 GB; validate of the full dataset under
-60 s and 6 GB. Writes bench/results/data.json.
+60 s and 6 GB. Writes bench/results/data_2026-11-25.json.
 """
 
 from __future__ import annotations

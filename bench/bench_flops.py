@@ -1,6 +1,6 @@
 """Cost per sample of the Task 2 models at full size, counted by torch's FlopCounterMode.
 
-    python bench/bench_flops.py [--out bench/results/task2_flops.json]
+    python bench/bench_flops.py [--out bench/results/task2_flops_<date>.json]
 
 Each model is built with the real vocabulary (91,718 item_info rows, a random frozen table: FLOPs do not
 depend on the values) and counted at history lengths 6 (the median of the real and generated data), 20
@@ -11,6 +11,7 @@ full-size epoch's cost reads straight off the table.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -29,7 +30,8 @@ PREVIOUS_SASRECDCN = {"id_emb_dim": 64, "n_heads": 4, "ffn_dim": 512, "cross_lay
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--out", type=click.Path(path_type=Path), default=ROOT / "bench" / "results" / "task2_flops.json",
+@click.option("--out", type=click.Path(path_type=Path),
+              default=ROOT / "bench" / "results" / f"task2_flops_{dt.date.today().isoformat()}.json",
               show_default=True)
 def main(out: Path) -> None:
     """Print and write the FLOPs per sample of each Task 2 model."""

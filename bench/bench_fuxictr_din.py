@@ -1,7 +1,7 @@
 """The challenge's own baseline stack (DIN on FuxiCTR 2.3.7 from PyPI) on our data, next to our Task 2 model.
 
     .venv/bin/python bench/bench_fuxictr_din.py [--data DATA_DIR] [--epochs 10] [--max-train-minutes M]
-        [--threads 2] [--venv /work/fuxictr-venv] [--ours bench/results/task2_demo_default_2026-11-25.json] [--out PATH]
+        [--threads 2] [--venv /work/fuxictr-venv] [--ours bench/results/task2_worlds_demo_2026-12-03.json] [--out PATH]
 
 What it measures: FuxiCTR's DIN with the official baseline config (embedding_dim 64, batch 8192, Adam
 lr 1e-3, early stopping on valid AUC with patience 3, FuxiCTR's reduce-LR-on-plateau, grad norm 10,
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # needs numpy>=2; scikit-learn<1.5: fuxictr.metrics calls log_loss(eps=...), removed in 1.5. torch
 # pinned to the project's CPU wheel (an unpinned torch pulls the CUDA build).
 VENV_INSTALL = ["torch==2.13.0", "fuxictr==2.3.7", "numpy<2", "pandas<3", "scikit-learn<1.5"]
-OURS_DEFAULT = ROOT / "bench" / "results" / "task2_demo_default_2026-11-25.json"
+OURS_DEFAULT = ROOT / "bench" / "results" / "task2_worlds_demo_2026-12-03.json"  # its DIN rows
 
 # The official baseline (DIN_MicroLens_1M_x1 on FuxiCTR 2.3.7), as challenge.md and task2.din.DINConfig
 # describe it. Keys are FuxiCTR's own parameter names.

@@ -12,7 +12,7 @@ items, twice over:
 
 Peak memory: on the CPU the growth of the child's peak resident set (ru_maxrss) across the call; on CUDA
 torch.cuda.max_memory_allocated across the call. Both children also check that the masks agree.
-Writes bench/results/<out>.json (default known_items_full_<device>.json).
+Writes bench/results/<out>.json (default known_items_full_<device>_<date>.json).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@
    and each stage's status from results.json (all must be skipped).
 
 The machine's load average is recorded next to each figure: the 2 cores of this machine are shared.
-Writes bench/results/<out>.json (default preflight_full.json).
+Writes bench/results/<out>.json (default preflight_full_2026-12-03.json).
 """
 
 from __future__ import annotations

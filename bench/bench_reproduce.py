@@ -5,7 +5,7 @@
 Clones the committed HEAD of this repository into WORKDIR/clone (uncommitted changes are not measured;
 `--no-clone` runs this checkout instead and says so), times `scripts/setup_env.sh` (a fresh virtual
 environment from requirements.lock) and then `./reproduce.sh REPRODUCE_ARGS` (default: none, the demo
-dataset, Track 3). Prints the results table and writes bench/results/reproduce_<tag>.json with the
+dataset, Track 3). Prints the results table and writes bench/results/reproduce_<tag>_<date>.json with the
 set-up and pipeline seconds, each stage's seconds, the AUCs next to the oracle and popularity, the load
 average before and after (the machine may be shared), the machine and the commit.
 
@@ -38,7 +38,7 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[int, float]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--tag", default="demo", show_default=True, help="Names the JSON: bench/results/reproduce_<tag>.json.")
+@click.option("--tag", default="demo", show_default=True, help="Names the JSON: bench/results/reproduce_<tag>_<date>.json.")
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("/tmp/mmctr-repro"),
               show_default=True, help="Holds the clone, the run folder and the logs.")
 @click.option("--no-clone", is_flag=True, help="Run this checkout (its .venv) instead of a clone.")

@@ -12,7 +12,7 @@
 3. Quality on demo (offline profile caches): next-item recall@K for PCA vs the contrastive reducer,
    image only vs title only vs fused, and the dataset's own item_info embedding for reference.
 
-Writes bench/results/task1_<device>.json (machine, versions, date) and prints the tables.
+Writes bench/results/task1_<device>_<date>.json (machine, versions, date) and prints the tables.
 """
 
 from __future__ import annotations

@@ -298,7 +298,7 @@ class SASRecDCN(nn.Module):
         """Mark the item ids in `ids` (tensors of any shape, int32 or int64) as seen in training; padding 0
         counts as known. Indexing widens int32 indices to an int64 copy, so each tensor goes in slices of
         KNOWN_CHUNK ids: at full size (3.6 M x 64 histories) the peak grows by 58 MiB instead of 1.76 GiB
-        (measured on the CPU, bench/results/known_items_full_cpu.json)."""
+        (measured on the CPU, bench/results/known_items_full_cpu_2026-12-03.json)."""
         if not self.cfg.cold_start:
             return
         known = torch.zeros_like(self.id_known)
