@@ -23,7 +23,7 @@ from pandera.config import ValidationDepth, config_context
 from pandera.engines import polars_engine as pe
 
 from core.challenge import EMB_DIM, HISTORY_LEN, LEVEL_VOCAB, SCORE_COLUMNS, TAGS_LEN
-from core.errors import Finding, error
+from core.errors import Finding, error, warning
 
 LEVEL_MAX = LEVEL_VOCAB - 1  # likes_level / views_level buckets 1..10 (0 is padding)
 
@@ -259,6 +259,28 @@ def _first_rows(frame: pl.DataFrame, rc: RowCheck, limit: int = 5) -> str:
     return f"{n_bad} row(s) fail; first: " + "; ".join(parts)
 
 
+def lists_as_arrays(frame: pl.DataFrame, schema, path: str = "") -> tuple[pl.DataFrame, list[Finding]]:
+    """Columns the contract types as a fixed-size array (item_seq, item_tags, the embeddings) but the file
+    stores as a list, as pandas-written parquet does: read as the array when every row has the array's
+    length (one warning naming the column), an error when the rows differ. Task 2 reads them the same way."""
+    findings = []
+    for name, column in schema.columns.items():
+        want = getattr(column.dtype, "type", None)
+        got = frame.schema.get(name)
+        if not isinstance(want, pl.Array) or not isinstance(got, pl.List):
+            continue
+        width = want.shape[0] if want.shape else want.size
+        lengths = frame[name].list.len()
+        if frame.height and (lengths.null_count() or lengths.min() != width or lengths.max() != width):
+            findings.append(error("schema.list_length", f"column {name}: a list of {lengths.min()}..{lengths.max()} "
+                                  f"items per row; the official file holds exactly {width} in every row", path))
+            continue
+        frame = frame.with_columns(pl.col(name).list.to_array(width))
+        findings.append(warning("schema.list_column", f"column {name} is stored as a list ({got}), not the "
+                                f"official {want}; read as the array, every row holding {width}", path))
+    return frame, findings
+
+
 def validate_frame(frame: pl.DataFrame, kind: str, path: str = "", n_items: int | None = None) -> list[Finding]:
     """Validate an eager frame against the contract of `kind`; return findings (empty when all holds)."""
     if not isinstance(frame, pl.DataFrame):
@@ -271,12 +293,19 @@ def validate_frame(frame: pl.DataFrame, kind: str, path: str = "", n_items: int 
                                   f"no score column: expected ID and one or more of {', '.join(SCORE_COLUMNS)}; "
                                   f"got {', '.join(frame.columns) or 'nothing'}", path))
     schema = schema_for(kind, frame.columns, n_items)
+    frame, listed = lists_as_arrays(frame, schema, path)
+    findings += listed
+    if any(f.severity == "error" for f in listed):
+        return findings  # a list column of uneven rows: the array checks below cannot read it
     checks = {rc.name: rc for rc in row_checks(kind, n_items)}
     with config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA):
         try:
             schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as exc:
             errors = exc.schema_errors
+        except pl.exceptions.PolarsError as exc:  # a check that cannot run on this frame: a finding, not a traceback
+            return findings + [error("schema.unreadable", f"cannot check this file ({str(exc).splitlines()[0][:200]})",
+                                     path)]
         else:
             errors = []
     for se in errors:

@@ -210,3 +210,25 @@ def test_writer_entry_points(tiny_data):
     assert [f.id for f in validate_prediction(pred, test_ids=np.arange(1, 6))] == ["prediction.ids"]
     with pytest.raises(TypeError):
         validate_frame(pred.lazy(), "prediction")
+
+
+def test_item_seq_stored_as_a_list_reads_as_the_array(tiny_copy, harness_cli):
+    """pandas writes fixed-length sequences as variable-length lists: 64-long rows are one warning and the
+    same tensors for Task 2; rows of other lengths are one error line, never a traceback."""
+    import torch
+
+    from task2.data import read_split
+
+    valid = tiny_copy / DATASET_DIR / "valid.parquet"
+    before = read_split(valid, n_items=401).item_seq.clone()
+    frame = pl.read_parquet(valid)
+    frame.with_columns(pl.col("item_seq").cast(pl.List(pl.Int64))).write_parquet(valid)
+    code, out, err = harness_cli("validate", tiny_copy)
+    assert code == 0 and "[schema.list_column] warning: column item_seq is stored as a list" in out
+    assert torch.equal(read_split(valid, n_items=401).item_seq, before)
+    uneven = pl.when(pl.int_range(pl.len()) == 3).then(pl.col("item_seq").list.slice(0, 10)).otherwise(
+        pl.col("item_seq"))
+    pl.read_parquet(valid).with_columns(uneven.alias("item_seq")).write_parquet(valid)
+    code, out, err = harness_cli("validate", valid)
+    assert code == 1 and "Traceback" not in out + err
+    assert "[schema.list_length] error: column item_seq: a list of 10..64 items per row" in out
