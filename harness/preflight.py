@@ -37,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.challenge import DATASET_DIR
+from core.challenge import DATASET_DIR, EMB_DIM
 from core.errors import EXIT_FINDINGS, EXIT_USAGE
 from harness.options import RunOptions
 
@@ -268,19 +268,21 @@ def _check_folder(folder: Path, role: str, flag: str) -> str | None:
     return None
 
 
-def _embedding_dim(spec: str, source: str, location, role: str) -> int:
+def _embedding_dim(spec: str, folder: Path | None, role: str) -> int | None:
+    """The width of a model's embedding from its config (CLIP's projection_dim, a text model's hidden_size),
+    or None when no config can be read without loading the model."""
     from task1.config import PACKAGED_IMAGE, PACKAGED_TEXT
 
     if spec == PACKAGED_IMAGE:
         return 1280
     if spec == PACKAGED_TEXT:
         return 384
-    if source == "local":
-        config = _read_config(Path(location)) or {}
+    if folder is not None:
+        config = _read_config(folder) or {}
         value = config.get("projection_dim") if role == "image" else config.get("hidden_size")
         if isinstance(value, int):
             return value
-    return 1024
+    return None
 
 
 def check_models(o: RunOptions, report: Report, task1_overrides: dict) -> list[dict]:
@@ -340,7 +342,9 @@ def check_models(o: RunOptions, report: Report, task1_overrides: dict) -> list[d
                 rec["download_bytes"] = DOWNLOAD_BYTES.get(spec, 2e9)
                 report.warn("models", f"{role} model {spec} is not in the local cache: embed will download about "
                             f"{rec['download_bytes'] / 1e9:.1f} GB from the hub")
-        rec["dim"] = _embedding_dim(spec, source, location, role)
+        folder = Path(location) if source == "local" else Path(rec["cache"]) if "cache" in rec else None
+        rec["dim_known"] = _embedding_dim(spec, folder, role)
+        rec["dim"] = rec["dim_known"] or 1024  # the disk estimate's guess when the config is not at hand
         stated = getattr(cfg, f"{role}_model_license")
         found, where = model_license(spec, role, stated)
         rec["license"], rec["license_source"] = found, where
@@ -360,6 +364,12 @@ def check_models(o: RunOptions, report: Report, task1_overrides: dict) -> list[d
                         f"{known}: correct --{role}-model-license (or leave it out)", code=EXIT_USAGE)
         else:
             report.ok("models", f"{role} model {spec} ({source}), licence {spdx} from {where}")
+    widths = {m["role"]: m.get("dim_known") for m in models}
+    if models and all(isinstance(w, int) for w in widths.values()) and sum(widths.values()) < EMB_DIM:
+        parts = " + ".join(f"{role} {w}" for role, w in widths.items())
+        report.fail("models", f"the fused embedding would have {sum(widths.values())} dimensions ({parts}), fewer than "
+                    f"item_emb_d128's {EMB_DIM}: choose encoders whose outputs add up to at least {EMB_DIM} (embed would "
+                    "fail only after encoding every cover and title)", code=EXIT_USAGE)
     report.facts["models"] = models
     return models
 

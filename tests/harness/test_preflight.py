@@ -107,6 +107,19 @@ def test_model_folders_and_licences(preflight, tiny_data, tmp_path):
     assert code == 1 and "licence 'cc-by-nc-4.0'" in errors[0] and "not an open-source licence" in errors[0]
 
 
+def test_encoders_narrower_than_item_emb_d128_are_refused_before_any_encoding(preflight, tiny_data, tmp_path):
+    """Two local models of 48 and 32 dimensions: embed would fail after encoding every cover and title."""
+    clip = _model_folder(tmp_path, "clip", readme="---\nlicense: mit\n---\n")
+    e5 = _model_folder(tmp_path, "e5", model_type="xlm-roberta", readme="---\nlicense: mit\n---\n")
+    for folder, key, width in ((clip, "projection_dim", 48), (e5, "hidden_size", 32)):
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(dict(config, **{key: width})))
+    code, out, errors = preflight("--data", tiny_data, "--image-model", clip, "--text-model", e5)
+    assert code == 2 and len(errors) == 1 and not (tmp_path / "run").exists()
+    assert errors[0].startswith("error: [models] the fused embedding would have 80 dimensions (image 48 + text 32), "
+                                "fewer than item_emb_d128's 128")
+
+
 def test_models_that_cannot_load(preflight, tiny_data, tmp_path, monkeypatch):
     readme = "---\nlicense: mit\n---\n"
     no_weights = _model_folder(tmp_path, "clip", weights=False, readme=readme)
