@@ -17,9 +17,12 @@ the tolerance. The award order numbers the passing teams in score order: a faili
 to the next. The table (team, claimed score, verify result, re-run result, reproduced score, award) is
 written to OUT/audit.md, audit.csv and audit.json after every team.
 
-Resumable: each team's result is kept in OUT/teams/ with a key (the package's MANIFEST.json hash, the
-options, the truth's hash, the harness version); a new run reuses a result whose key matches and does
-the rest. A package that hangs is stopped at `--timeout` seconds (the worker's whole process group is
+Resumable: each team's result is kept in OUT/teams/ with a key (a fingerprint of every file of the package,
+its path, size and content hash, walked without following links; the options, the truth's hash, the
+harness version); a new run reuses a result whose key matches and does the rest. A team folder that is a
+link, or resolves outside SUBMISSIONS_DIR, is not judged; a package whose files equal a higher-ranked
+team's fails with the other team named. Text written to audit.csv is escaped against spreadsheet
+formulas (a leading =, +, -, @), and to audit.md against table breaks. A package that hangs is stopped at `--timeout` seconds (the worker's whole process group is
 killed) and fails. Progress goes to stderr, the table to stdout (JSON alone under --json).
 """
 
@@ -31,6 +34,7 @@ import json
 import math
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -117,6 +121,65 @@ def _sha256_file(path: Path) -> str | None:
         return None
 
 
+def package_fingerprint(pkg: Path) -> str:
+    """sha256 over every entry of a package folder, walked without following links: each path with its kind,
+    size and content hash (a link with its target). The resume key holds it, so a result is reused only for
+    the same files, not merely the same MANIFEST.json."""
+    from referee.inspection.context import MAX_ENTRIES
+
+    h = hashlib.sha256()
+    stack, seen = [pkg], 0
+    while stack:
+        folder = stack.pop()
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as e:
+            h.update(f"unreadable {folder.relative_to(pkg)} {e.errno}\0".encode())
+            continue
+        for name in names:
+            path = folder / name
+            seen += 1
+            if seen > MAX_ENTRIES:
+                h.update(b"too many entries\0")
+                return h.hexdigest()
+            rel = path.relative_to(pkg).as_posix()
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                h.update(f"link {rel} -> {os.readlink(path)}\0".encode("utf-8", "surrogateescape"))
+            elif stat.S_ISDIR(st.st_mode):
+                h.update(f"dir {rel}\0".encode("utf-8", "surrogateescape"))
+                stack.append(path)
+            elif stat.S_ISREG(st.st_mode):
+                h.update(f"file {rel} {st.st_size} {_sha256_file(path)}\0".encode("utf-8", "surrogateescape"))
+            else:
+                h.update(f"other {rel} {stat.S_IFMT(st.st_mode)}\0".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _folder_problem(pkg: Path, submissions: Path) -> str | None:
+    """Why a team's folder is not judged (None when it is): a link, or a place outside SUBMISSIONS_DIR."""
+    if pkg.is_symlink():
+        return "the package folder is a symbolic link; audit judges only real folders inside SUBMISSIONS_DIR"
+    try:
+        inside = pkg.resolve().is_relative_to(submissions.resolve())
+    except OSError:
+        inside = False
+    if not inside:
+        return "the package folder resolves outside SUBMISSIONS_DIR"
+    if not pkg.is_dir():
+        return "no package folder"
+    return None
+
+
+def csv_cell(value):
+    """A value as a spreadsheet may safely read it: text starting with =, +, -, @ (or a tab or carriage
+    return) is a formula to Excel, LibreOffice and Sheets, so it gets a leading apostrophe (OWASP's advice
+    against CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def _slug(entry: Entry) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in entry.package)[:60]
     return f"{entry.order:04d}-{safe}-{hashlib.sha256(entry.package.encode()).hexdigest()[:8]}"
@@ -179,10 +242,10 @@ def write_tables(out: Path, rows: list[dict], meta: dict) -> None:
               "award", "reason"]
     lines = [fields]
     for i, r in enumerate(rows, 1):
-        lines.append([i, r["team"], r["package"], r["claimed_score"], r["verify"], r["rerun"],
-                      "" if r.get("reproduced_score") is None else r["reproduced_score"],
-                      "" if r.get("score_diff") is None else r["score_diff"], r.get("award") or "",
-                      r.get("reason", "")])
+        lines.append([csv_cell(v) for v in (
+            i, r["team"], r["package"], r["claimed_score"], r["verify"], r["rerun"],
+            "" if r.get("reproduced_score") is None else r["reproduced_score"],
+            "" if r.get("score_diff") is None else r["score_diff"], r.get("award") or "", r.get("reason", ""))])
     import io
 
     buf = io.StringIO()
@@ -251,11 +314,14 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
             "sandbox": (probe().describe(sandbox) if rerun else "no re-run"), "teams": len(entries),
             "harness_version": verifier_version()}
     hide = [str(p.resolve()) for p in (submissions, out) + ((truth,) if truth else ())]
-    rows = []
+    rows: list[dict] = []
+    same_content: dict[str, str] = {}  # package fingerprint -> the first (highest-scored) team with it
     for i, entry in enumerate(entries, 1):
         slug = _slug(entry)
         pkg = submissions / entry.package
-        key = {"manifest": _sha256_file(pkg / "MANIFEST.json"), "rerun": rerun, "data": str(data.resolve()),
+        problem = _folder_problem(pkg, submissions)
+        fingerprint = None if problem else package_fingerprint(pkg)
+        key = {"files": fingerprint, "rerun": rerun, "data": str(data.resolve()),
                "truth": truth_sha, "device": device, "sandbox": sandbox, "harness": verifier_version()}
         cached_path = out / "teams" / f"{slug}.json"
         result = None
@@ -273,8 +339,8 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
                     "timeout": timeout, "sandbox": sandbox, "device": device, "hide": hide,
                     "prediction": str((out / "predictions" / f"{slug}.csv").resolve()),
                     "result": str((out / "work" / f"{slug}.result.json").resolve())}
-            if not pkg.is_dir():
-                result = {"status": "no package folder", "verify": "missing"}
+            if problem:
+                result = {"status": problem, "verify": "not run"}
             else:
                 # --rerun full runs predict, then the reproduce steps, each phase within `timeout`
                 result = _run_worker(spec, out / "work" / f"{slug}.spec.json", out / "logs" / f"{slug}.log",
@@ -285,7 +351,12 @@ def run_audit(leaderboard: Path, submissions: Path, data: Path, out: Path, truth
             write_json_atomic(cached_path, result)
             log(f"[{i}/{len(entries)}] {entry.team}: {result.get('verify')}; re-run: {result.get('rerun')} "
                 f"({result.get('seconds', 0)} s)")
-        rows.append(_judge(entry, result, truth is not None, tolerance))
+        row = _judge(entry, result, truth is not None, tolerance)
+        first = same_content.setdefault(fingerprint, entry.team) if fingerprint else entry.team
+        if first != entry.team:  # one package, two places: the higher-ranked team keeps it
+            row["passed"] = False
+            row["reason"] = "; ".join(x for x in (row["reason"], f"the same package content as {first}") if x)
+        rows.append(row)
         write_tables(out, award_order(list(rows)), meta)
     rows = award_order(rows)
     write_tables(out, rows, meta)

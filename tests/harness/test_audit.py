@@ -91,3 +91,41 @@ def test_audit_three_packages_award_order_and_resume(pkg2, tiny_data, tmp_path, 
     code, stdout2, stderr2 = harness_cli("audit", tmp_path / "lb.csv", subs, "--data", tiny_data, "--truth", truth,
                                          "--out", out, "--timeout", "600")
     assert stderr2.count(": resumed (") == 3 and json.loads((out / "audit.json").read_text())["rows"] == rows
+
+
+def test_audit_awards_only_what_it_verified(pkg2, tiny_data, tmp_path):
+    """Static audit (no re-run): a resumed PASS is not kept once a file changes (the key covers every file,
+    not only MANIFEST.json); a team folder that is a link, in or outside SUBMISSIONS_DIR, is not judged; one
+    package under two names places once; a team name that a spreadsheet would run as a formula is escaped."""
+    from referee.audit import run_audit
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copytree(pkg2, subs / "clean")
+    shutil.copytree(pkg2, subs / "twin")
+    (subs / "alias").symlink_to(subs / "clean")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(pkg2, outside)
+    (subs / "far").symlink_to(outside)
+    formula = '=HYPERLINK("http://evil.example","x")'
+    _leaderboard(tmp_path / "lb.csv", [[formula, "0.9", "clean"], ["Twin", "0.8", "twin"],
+                                       ["Alias", "0.7", "alias"], ["Far", "0.6", "far"], ["Pipe|Team\nX", "0.5", "gone"]])
+    out = tmp_path / "audit"
+    doc = run_audit(tmp_path / "lb.csv", subs, tiny_data, out, rerun=None)
+    rows = {r["package"]: r for r in doc["rows"]}
+    assert rows["clean"]["award"] == 1 and rows["clean"]["verify"] == "PASS"
+    assert rows["twin"]["award"] is None and rows["twin"]["reason"] == f"the same package content as {formula}"
+    assert rows["alias"]["award"] is None and "symbolic link" in rows["alias"]["reason"]
+    assert rows["far"]["award"] is None and "symbolic link" in rows["far"]["reason"]
+    with open(out / "audit.csv", newline="") as f:
+        cells = [row[1] for row in csv.reader(f)]
+    assert cells[1] == "'" + formula  # text, not a formula
+    md = (out / "audit.md").read_text()
+    assert formula in md and "| Pipe\\|TeamX |" in md  # a cell cannot break the table (csv drops the newline)
+
+    # a file changes after the PASS, MANIFEST.json untouched: the resumed result is not reused
+    with open(subs / "clean" / "core" / "schemas.py", "a") as f:
+        f.write("\n# changed after the audit passed it\n")
+    again = {r["package"]: r for r in run_audit(tmp_path / "lb.csv", subs, tiny_data, out, rerun=None)["rows"]}
+    assert again["clean"]["award"] is None and "PKG-MANIFEST" in again["clean"]["verify"]
+    assert again["twin"]["award"] == 1  # its place passes on, and it no longer shares the content
