@@ -16,7 +16,7 @@ from core.cli import run_click
 COMMANDS = {
     "validate": "harness.commands:validate_cmd",
     "synth": "harness.commands:synth_cmd",
-    "score": "harness.commands:score_cmd",
+    "score": "referee.score:score_cmd",
     "embed": "task1.cli:embed",
     "train": "task2.cli:train",
     "predict": "task2.cli:predict",

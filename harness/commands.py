@@ -98,25 +98,6 @@ def synth_cmd(out_dir: Path, scale: str, world: str, seed: int, world_seed: int 
     return 0
 
 
-@click.command("score")
-@click.argument("prediction", type=click.Path(path_type=Path))
-@click.option("--truth", type=click.Path(path_type=Path), required=True, help="ground_truth.csv (ID,label).")
-@click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
-def score_cmd(prediction: Path, truth: Path, as_json: bool) -> int:
-    """Validate, then report AUC_Task1, AUC_Task2, AUC_Task1&2 as the competition's scorer does."""
-    from referee.score import score
-
-    doc = score(prediction, truth)
-    if as_json:
-        _echo_json(doc)
-    else:
-        for f in doc["findings"]:
-            click.echo(f"[{f['id']}] {f['severity']}: {f['path']}: {f['message']}", err=True)
-        for name, value in doc["scores"].items():
-            click.echo(f"{name}: {value}")
-    return doc["exit_code"]
-
-
 @click.command("fingerprint")
 def fingerprint_cmd() -> int:
     """Print the environment fingerprint (Python, packages, torch/CUDA/cuDNN, GPU, git) as JSON."""

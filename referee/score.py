@@ -6,8 +6,10 @@ The scoring container reads prediction.csv against ground_truth.csv and reports 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import click
 import polars as pl
 
 from core.challenge import SCORE_COLUMNS
@@ -42,3 +44,20 @@ def score(prediction: str | Path, truth: str | Path) -> dict:
         scores[f"AUC_{col}"] = value
     code = exit_code_for(findings)
     return {"ok": code == 0, "exit_code": code, "scores": scores, "findings": [f.to_dict() for f in findings]}
+
+
+@click.command("score")
+@click.argument("prediction", type=click.Path(path_type=Path))
+@click.option("--truth", type=click.Path(path_type=Path), required=True, help="ground_truth.csv (ID,label).")
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
+def score_cmd(prediction: Path, truth: Path, as_json: bool) -> int:
+    """Validate, then report AUC_Task1, AUC_Task2, AUC_Task1&2 as the competition's scorer does."""
+    doc = score(prediction, truth)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    else:
+        for f in doc["findings"]:
+            click.echo(f"[{f['id']}] {f['severity']}: {f['path']}: {f['message']}", err=True)
+        for name, value in doc["scores"].items():
+            click.echo(f"{name}: {value}")
+    return doc["exit_code"]

@@ -333,7 +333,32 @@ def test_file_count_limit(p2, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. `python -m harness verify .` inside a package runs nothing of the package
+# 4. `harness verify .` started inside a package runs nothing of the package
+
+
+@pytest.mark.parametrize("how", ["console script", pytest.param("python -P", marks=pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="python -P is new in 3.11"))])
+def test_the_safe_starts_inside_a_package_run_none_of_it_not_even_its_package_inits(p2, tmp_path, how):
+    """`python -m harness` inside a package runs the package's own harness/__init__.py before any guard can
+    act, and `python -m` of any name runs a folder of that name planted in the package. The `harness` console
+    script (its import path starts with its own bin folder) and `python -P` (no current folder on the path)
+    import nothing from the folder they start in, whatever it plants."""
+    marker = tmp_path / "RAN"
+    for rel in ("harness/__init__.py", "harness/__main__.py", "core/__init__.py", "task1/__init__.py",
+                "task2/__init__.py", "referee/__init__.py", "click/__init__.py"):
+        (p2 / rel).parent.mkdir(exist_ok=True)
+        with open(p2 / rel, "a") as f:
+            f.write(f"\nopen({str(marker)!r} + {rel!r}.replace('/', '_'), 'w').close()\n")
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    cmd = [str(Path(sys.executable).with_name("harness"))] if how == "console script" else [sys.executable, "-P", "-m",
+                                                                                            "harness"]
+    proc = subprocess.run([*cmd, "verify", ".", "--json"], cwd=p2, capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert sorted(p.name for p in tmp_path.glob("RAN*")) == []
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    failed = {f["id"] for f in json.loads(proc.stdout)["findings"] if f["severity"] == "error"}
+    assert {"PKG-RELEASED-CODE", "PKG-LAYOUT"} <= failed
 
 
 def test_run_from_inside_a_package_imports_none_of_it(p2, tmp_path):
