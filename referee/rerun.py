@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -43,7 +44,7 @@ from referee.sandbox import plan as sandbox
 from referee.facts import AUC_TOLERANCE, BANNED, CUDA_TOLERANCE, MIN_SPEARMAN  # noqa: F401 - verify reads them here
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # what the verifier reads of one run's event stream
-EVENT_KINDS = ("socket", "write", "read", "process", "native", "unpickle", "exec", "import")
+EVENT_KINDS = ("socket", "write", "read", "process", "native", "unpickle", "exec", "import", "introspect")
 
 
 def _tail(path: Path, n: int = 1500) -> str:
@@ -70,33 +71,61 @@ def _read_events(fd: int, sink: list) -> None:
             if kept < MAX_EVENT_BYTES:
                 buf += chunk[: MAX_EVENT_BYTES - kept]
                 kept += len(chunk)
-    for line in buf.splitlines():
+    lines = buf.splitlines()
+    if kept >= MAX_EVENT_BYTES and lines:
+        lines.pop()  # the line the limit cut
+    for line in lines:
         try:
             doc = json.loads(line)
         except ValueError:
-            continue
-        if isinstance(doc, dict):
-            sink.append(doc)
+            doc = None
+        sink.append(doc if isinstance(doc, dict) else {"type": "garbled"})
     if kept >= MAX_EVENT_BYTES:
         sink.append({"type": "truncated"})
 
 
-def _summarise(messages: list) -> dict:
-    """{sandbox, record, events: {kind: [{what, stack}]}, truncated} from the pipe's messages."""
-    out: dict = {"sandbox": None, "record": None, "events": {k: [] for k in EVENT_KINDS}, "truncated": False}
-    for m in messages:
+def _summarise(messages: list, token: str) -> dict:
+    """{sandbox, record, events: {kind: [{what, stack}]}, truncated, tampered} from the pipe's messages.
+
+    The first line is sandbox_init's report (written before the driver exists); every later line must
+    be the driver's: the run's token, sequence numbers 0, 1, 2, ... without a gap, and the record last.
+    Anything else is listed in `tampered`, and nothing from a line that breaks these is believed."""
+    out: dict = {"sandbox": None, "record": None, "events": {k: [] for k in EVENT_KINDS}, "truncated": False,
+                 "tampered": []}
+    tampered: list[str] = []
+    rest = messages
+    if messages and messages[0].get("type") == "sandbox" and "token" not in messages[0]:
+        out["sandbox"] = messages[0]
+        rest = messages[1:]
+    seq = 0
+    for m in rest:
         kind = m.get("type")
-        if kind == "sandbox" and out["sandbox"] is None:
-            out["sandbox"] = m
-        elif kind == "record" and out["record"] is None:
+        if kind == "truncated":
+            out["truncated"] = True
+            tampered.append(f"the event stream passed its size limit ({MAX_EVENT_BYTES // (1024 * 1024)} MiB)")
+            continue
+        if kind == "garbled":
+            tampered.append("a line that is not the driver's JSON")
+            continue
+        if not secrets.compare_digest(str(m.get("token", "")), token):
+            tampered.append(f"a {str(kind)[:20]!r} line without the run's token (written by other code than the "
+                            "driver)")
+            continue
+        if m.get("seq") != seq:
+            tampered.append(f"line {seq} of the driver arrived as {str(m.get('seq'))[:20]} (lines lost or replayed)")
+            seq = m.get("seq") if isinstance(m.get("seq"), int) else seq
+        seq += 1
+        if out["record"] is not None:
+            tampered.append("a line after the driver's record")
+            continue
+        if kind == "record":
             out["record"] = m
         elif kind == "event" and m.get("kind") in out["events"]:
             direct = m.get("direct")
             out["events"][m["kind"]].append({"what": str(m.get("what"))[:300],
                                              "stack": [str(s)[:300] for s in (m.get("stack") or [])][:12],
                                              "direct": str(direct)[:300] if direct else None})
-        elif kind == "truncated":
-            out["truncated"] = True
+    out["tampered"] = list(dict.fromkeys(tampered))[:5]
     return out
 
 
@@ -106,8 +135,12 @@ def _run(tmp: Path, plan: sandbox.Plan, mode: str, run_dir: Path, module: str, a
     log_path = tmp / "logs" / f"{tag}.log"
     log_path.parent.mkdir(exist_ok=True)
     read_fd, write_fd = os.pipe()
+    token = secrets.token_hex(16)  # the driver's lines carry it; it reaches the driver only through token_fd
+    token_fd, token_w = os.pipe()
+    os.write(token_w, token.encode("ascii"))
+    os.close(token_w)
     driver_argv = [sys.executable, "-B", "-s", str(tmp / "driver" / "rerun_driver.py"), str(write_fd),
-                   str(tmp / "driver" / "settings.json"), mode, str(run_dir), "--", module, *args]
+                   str(token_fd), str(tmp / "driver" / "settings.json"), mode, str(run_dir), "--", module, *args]
     config = tmp / "driver" / f"{tag}.sandbox.json"
     config.write_text(json.dumps(plan.config(write_fd, driver_argv)), encoding="utf-8")
     cgroup = sandbox.PidsCgroup(plan.iso.pids_cgroup if plan.enabled else None, plan.limits.processes, tag)
@@ -120,10 +153,13 @@ def _run(tmp: Path, plan: sandbox.Plan, mode: str, run_dir: Path, module: str, a
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(plan.command(str(tmp / "driver" / "sandbox_init.py"), str(config)),
                                     cwd=tmp / "package", env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(write_fd,),
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    pass_fds=(write_fd, token_fd),
                                     preexec_fn=cgroup.join if cgroup.path else None)
             os.close(write_fd)
             write_fd = -1
+            os.close(token_fd)
+            token_fd = -1
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -131,11 +167,12 @@ def _run(tmp: Path, plan: sandbox.Plan, mode: str, run_dir: Path, module: str, a
                 os.killpg(proc.pid, signal.SIGKILL)
                 rc = proc.wait()
     finally:
-        if write_fd >= 0:
-            os.close(write_fd)
+        for fd in (write_fd, token_fd):
+            if fd >= 0:
+                os.close(fd)
         reader.join(timeout=10)
         cgroup.close()
-    out = _summarise(messages)
+    out = _summarise(messages, token)
     out.update({"rc": rc, "seconds": round(time.perf_counter() - t0, 1), "timed_out": timed_out,
                 "log_tail": _tail(log_path), "command": f"python -m {module} {' '.join(args)}"})
     return out

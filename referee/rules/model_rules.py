@@ -184,8 +184,12 @@ def check_single_model(ctx):
     declared = res.get("declared_state") if res.get("rc") == 0 else None
     if trusted is None and isinstance(ctx.expected_state, dict) and ctx.expected_state:
         trusted, how = ctx.expected_state, "built from the packaged code by `harness package`"
-    if trusted is None and isinstance(declared, dict) and declared:
+    if trusted is None and isinstance(declared, dict) and declared and not res.get("tampered"):
         trusted, how = declared, "built from the package's code in the re-run's sandbox"
+        out.append(warning(rid, "the declared class is the package's own (its task2 differs from the verifier's "
+                           "own): its layout was reported by the package's code in the sandbox, "
+                           "which is evidence, not proof; whether each of its tensors serves the one model is "
+                           "for the organizer to read in task2/", rel))
     if trusted is not None:
         for msg in _diff(ck["tensors"], trusted):
             out.append(error(rid, f"{msg} ({args['model_class']}, {how})", rel))

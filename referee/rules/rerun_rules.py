@@ -145,6 +145,11 @@ def check_sandbox(ctx):
                 if e["what"] == "task1" or e["what"].startswith("task1."):
                     out.append(error(rid, f"re-run (predict): Task 2 imported {e['what']}{at(e)}: Task 1 and "
                                      "Task 2 are separate models", where))
-        if res.get("truncated"):
-            out.append(warning(rid, f"re-run ({step}): the audit record was cut at its size limit", where))
+        for e in events.get("introspect", [])[:20]:
+            frame = _competitor_frame(e, competitor)
+            if frame:
+                out.append(error(rid, f"re-run ({step}): the competitor's code reached other frames or objects' "
+                                 f"internals: {e['what']} (at {frame})", where))
+        for why in res.get("tampered") or []:
+            out.append(error(rid, f"re-run ({step}): the run-time evidence was tampered with: {why}", where))
     return out

@@ -45,8 +45,10 @@ SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/proc", "/s
 # package's code is uid 0 of the machine without capabilities: file permissions alone would not stop it.
 SENSITIVE_ETC = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl", "pki",
                  "security", "krb5.keytab", "machine-id", "credstore", "credstore.encrypted", "wireguard")
-SENSITIVE = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers", "/etc/ssh", "/root",
-             "/home")
+SENSITIVE = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers", "/etc/ssh")
+# emptied inside the sandbox but for the folders the re-run reads or writes: the host's sockets (/run, /tmp),
+# other users' homes and scratch space are not there to connect to or read
+COVER = ("/tmp", "/var/tmp", "/run", "/var/run", "/home", "/root", "/mnt", "/media", "/srv", "/var/lib")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 CUDA_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps/*", "/dev/dri/*")
 PASS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
@@ -223,6 +225,7 @@ class Plan:
     devices: list[str]
     limits: Limits
     hide: list[str] = field(default_factory=list)
+    cover: list[str] = field(default_factory=lambda: list(COVER))
 
     def config(self, events_fd: int, argv: list[str]) -> dict:
         return {
@@ -236,6 +239,8 @@ class Plan:
             "write": self.write + (["/dev/shm"] if self.enabled else []),
             "devices": self.devices,
             "hide": self.hide,
+            "cover": list(dict.fromkeys(os.path.realpath(p) for p in self.cover)),
+            "roots": sorted({os.path.realpath(p) for p in [*self.read, *self.write]}),
             "rlimits": self.limits.rlimits(),
             "exec": argv,
         }

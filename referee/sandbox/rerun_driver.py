@@ -1,6 +1,6 @@
 """Runs inside a re-run's sandbox, beside (never inside) the package copy; not imported by the harness.
 
-    python -B -s rerun_driver.py EVENTS_FD SETTINGS.json MODE RUN_DIR -- MODULE ARG...
+    python -B -s rerun_driver.py EVENTS_FD TOKEN_FD SETTINGS.json MODE RUN_DIR -- MODULE ARG...
 
 Makes the package copy the only source of `task1`, `task2` and `harness` (the copy first on sys.path;
 editable-install finders that would map those names to another checkout are removed), installs an
@@ -24,8 +24,13 @@ layout (`declared_state`) and whether the checkpoint loads with `load_state_dict
 `plain` only runs the module. The final record goes to EVENTS_FD as a `record` line; the exit code is
 the module's.
 
-The hook is evidence, not the boundary: code in this process can forge or silence later events (not
-earlier ones). The boundary is the sandbox around this process (sandbox_init.py).
+Every line this driver sends carries a secret token and a sequence number: the token is read from
+TOKEN_FD, which is closed before any of the package's code runs, and the verifier gave it to no one
+else. A line without it (the package writing to EVENTS_FD itself), a gap in the sequence, a line after
+the record or a stream past its size limit is tampering, an error, never a pass. The hook is still
+evidence, not the boundary: code in this process could read the token from this driver's frames
+(which the allowlist review and the `sys._getframe`/`gc` events below make visible). The boundary is
+the sandbox around this process (sandbox_init.py).
 """
 
 import json
@@ -44,7 +49,10 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 FS_CHANGES = {"os.remove": 0, "os.unlink": 0, "os.rmdir": 0, "os.mkdir": 0, "os.rename": 1, "os.replace": 1,
               "os.link": 1, "os.symlink": 1, "os.chmod": 0, "os.chown": 0, "os.truncate": 0, "os.utime": 0,
               "shutil.rmtree": 0, "shutil.copyfile": 1, "shutil.move": 1}
-PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn")
+PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn", "os.fork",
+                  "os.forkpty")
+INTROSPECTION_EVENTS = ("sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
+                        "gc.get_referents", "object.__getattr__")  # judged by the frame that called them
 
 
 def _isolate(package_root):
@@ -61,9 +69,22 @@ def _banned(name):
     return any(name == b or name.startswith(b + ".") for b in BANNED)
 
 
-def install_hook(fd, settings, mode):
+class Channel:
+    """EVENTS_FD with the token and the next sequence number; the only writer of this driver's lines."""
+
+    def __init__(self, fd, token):
+        self._fd, self._token, self._seq = fd, token, 0
+        self._write, self._dumps = os.write, json.dumps
+
+    def send(self, doc):
+        doc = dict(doc, seq=self._seq, token=self._token)
+        self._seq += 1
+        self._write(self._fd, (self._dumps(doc) + "\n").encode())
+
+
+def install_hook(channel, settings, mode):
     """The audit hook; every name it uses is bound here, before the package's code runs."""
-    write = os.write
+    emit = channel.send
     dumps = json.dumps
     getframe = sys._getframe
     fspath = os.fspath
@@ -117,8 +138,7 @@ def install_hook(fd, settings, mode):
         counts[key] = counts.get(key, 0) + 1
         counts[kind] = counts.get(kind, 0) + 1
         try:
-            write(fd, (dumps({"type": "event", "kind": kind, "what": str(what)[:300], "stack": where,
-                              "direct": direct}) + "\n").encode())
+            emit({"type": "event", "kind": kind, "what": str(what)[:300], "stack": where, "direct": direct})
         except Exception:  # noqa: BLE001 - a closed pipe must not change the run
             pass
 
@@ -171,7 +191,11 @@ def install_hook(fd, settings, mode):
                     # a path is an AF_UNIX address; no address on an AF_UNIX socket is a connected local pair
                     # (multiprocessing passes DataLoader workers' tensors over one with sendmsg)
                     local_pair = addr is None and getattr(args[0] if args else None, "family", None) == 1
-                    if not isinstance(addr, (str, bytes)) and not local_pair:
+                    if isinstance(addr, (str, bytes)):  # AF_UNIX by path: only the scratch folder's own
+                        p = path_of(addr)
+                        if p is not None and not p.startswith("\0") and not (p + os.sep).startswith(writes):
+                            send("socket", f"{event[7:]} {addr!r} (a local socket outside the scratch folder)")
+                    elif not local_pair:
                         send("socket", f"{event[7:]} {addr!r}")
                 elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
                                "socket.gethostbyaddr", "socket.getnameinfo"):
@@ -191,6 +215,8 @@ def install_hook(fd, settings, mode):
                     send("import", name)
                 elif predict and (name == "task1" or name.startswith("task1.")):
                     send("import", name)
+            elif event in INTROSPECTION_EVENTS:
+                send("introspect", event, caller_only=True)
             elif event == "sys.addaudithook":
                 send("process", "sys.addaudithook (another audit hook)")
         except Exception:  # noqa: BLE001 - the hook must never break the run it watches
@@ -218,10 +244,13 @@ def _origins(package_root):
 
 
 def main():
-    fd, settings_path, mode, run_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    if sys.argv[5] != "--":
-        raise SystemExit("usage: rerun_driver.py EVENTS_FD SETTINGS MODE RUN_DIR -- MODULE ARG...")
-    module, args = sys.argv[6], sys.argv[7:]
+    fd, token_fd = int(sys.argv[1]), int(sys.argv[2])
+    settings_path, mode, run_dir = sys.argv[3], sys.argv[4], sys.argv[5]
+    if sys.argv[6] != "--":
+        raise SystemExit("usage: rerun_driver.py EVENTS_FD TOKEN_FD SETTINGS MODE RUN_DIR -- MODULE ARG...")
+    module, args = sys.argv[7], sys.argv[8:]
+    with os.fdopen(token_fd, "rb") as f:  # closed before any of the package's code runs
+        channel = Channel(fd, f.read(256).decode("ascii", "replace").strip())
     with open(settings_path, encoding="utf-8") as f:
         settings = json.load(f)
     global BANNED, TORCH_TO_ST
@@ -239,7 +268,7 @@ def main():
 
         handle = torch.nn.modules.module.register_module_forward_hook(hook)
     before = set(sys.modules)
-    install_hook(fd, settings, mode)
+    install_hook(channel, settings, mode)
     sys.argv = [module, *args]
     rc = 0
     try:
@@ -260,7 +289,7 @@ def main():
     record["banned_loaded"] = sorted(m for m in sys.modules if _banned(m))
     if mode == "predict":
         record["forward"], record["strict_load"], record["declared_state"] = _inspect(seen, run_dir)
-    os.write(fd, (json.dumps(record) + "\n").encode())
+    channel.send(record)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc if isinstance(rc, int) and 0 <= rc < 256 else 1)

@@ -193,9 +193,36 @@ def private_dev(devices) -> None:
         os.symlink(target, f"/dev/{name}")
 
 
-def apply_mounts(scratch: str, host_ns: dict, hide=(), devices=()) -> dict:
-    """Scratch stays writable, /dev/shm becomes private, the `hide` paths are covered (an empty tmpfs over a
-    folder, /dev/null over a file), every other mount read-only.
+def cover_folders(cover, roots) -> list[str]:
+    """An empty tmpfs over each folder of `cover` (the host's /tmp, /run, /home, ...: their sockets, other
+    users' files), with only the `roots` that lie inside it bound back at their own paths."""
+    covered = []
+    for top in cover:
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue  # absent, or a link (/var/run -> /run) to a folder covered on its own
+        top = top.rstrip("/")
+        if any(top == r or top.startswith(r.rstrip("/") + "/") for r in roots):
+            continue  # read as a whole (a root is the folder or holds it)
+        inside = sorted({r for r in roots if r.startswith(top + "/") and os.path.exists(r)})
+        outer = [r for r in inside if not any(o != r and r.startswith(o + "/") for o in inside)]
+        fds = {r: os.open(r, os.O_PATH | os.O_CLOEXEC) for r in outer}
+        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        for r, fd in fds.items():
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(r, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(r), exist_ok=True)
+                os.close(os.open(r, os.O_CREAT | os.O_WRONLY, 0o644))
+            _mount(f"/proc/self/fd/{fd}", r, None, MS_BIND | MS_REC)
+            os.close(fd)
+        covered.append(top)
+    return covered
+
+
+def apply_mounts(scratch: str, host_ns: dict, hide=(), devices=(), cover=(), roots=()) -> dict:
+    """Scratch stays writable, /dev/shm becomes private, the `cover` folders are emptied but for the `roots`
+    inside them, the `hide` paths are covered (an empty tmpfs over a folder, /dev/null over a file), every
+    other mount read-only.
 
     Refuses unless this process is in a user and mount namespace of its own (not the verifier's,
     `host_ns`): remounting in the verifier's namespaces would change the whole machine's mounts.
@@ -207,6 +234,7 @@ def apply_mounts(scratch: str, host_ns: dict, hide=(), devices=()) -> dict:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(scratch, scratch, None, MS_BIND | MS_REC)
     keep = {scratch, "/dev/shm"}
+    covered = cover_folders(cover, roots)
     private_dev(devices)
     hidden = []
     for path in hide:
@@ -221,6 +249,8 @@ def apply_mounts(scratch: str, host_ns: dict, hide=(), devices=()) -> dict:
     for point, flags in _mounts():
         if point in keep:
             continue
+        if any(point.startswith(top + "/") for top in covered) and not os.path.lexists(point):
+            continue  # a mount of the host's under a covered folder: no longer reachable
         try:
             _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
             readonly += 1
@@ -230,7 +260,8 @@ def apply_mounts(scratch: str, host_ns: dict, hide=(), devices=()) -> dict:
     holes = [f for f in failed if not f.startswith(("/proc", "/sys", "/dev"))]
     if holes:
         raise OSError(f"could not make these mounts read-only: {'; '.join(holes[:5])}")
-    return {"readonly": readonly, "writable": sorted(keep), "hidden": hidden, "not_remounted": failed[:10]}
+    return {"readonly": readonly, "writable": sorted(keep), "hidden": hidden, "covered": covered,
+            "not_remounted": failed[:10]}
 
 
 def apply_rlimits(limits: dict) -> dict:
@@ -280,7 +311,7 @@ def main():
         if cfg.get("mount"):
             step = "mounts"
             report["mounts"] = apply_mounts(cfg["scratch"], cfg.get("host_ns") or {}, cfg.get("hide") or [],
-                                            cfg.get("devices") or [])
+                                            cfg.get("devices") or [], cfg.get("cover") or [], cfg.get("roots") or [])
         step = "rlimits"
         report["rlimits"] = apply_rlimits(cfg.get("rlimits", {}))
         if cfg.get("capabilities", True):

@@ -103,6 +103,79 @@ _phone_home()
     assert ("NO-ENSEMBLE-TREE", "re-run (predict): xgboost was imported") in errors
 
 
+@needs_sandbox
+def test_forged_record_and_a_flood_are_tampering(p2, tiny_data):
+    """The package finds the event pipe in the driver's argv, writes its own record first (declaring a layout
+    that matches a checkpoint with a second model's tensor), then floods the pipe past its size limit: the
+    forged line lacks the run's token and the flood cuts the stream, and both are errors."""
+    from referee.verify import verify_package
+
+    with open(p2 / "task2/predict.py", "a") as f:
+        f.write("""
+
+def _forge():
+    import json, os
+    argv = open("/proc/self/cmdline", "rb").read().split(b"\\0")
+    at = next(i for i, a in enumerate(argv) if a.endswith(b"rerun_driver.py"))
+    fd = int(argv[at + 1])
+    os.write(fd, (json.dumps({"type": "record", "rc": 0, "declared_state": {}, "seq": 0}) + "\\n").encode())
+    for _ in range(150):
+        os.write(fd, b"x" * 65536)
+
+
+_forge()
+""")
+    resign(p2)
+    report = verify_package(p2, data=tiny_data, rerun="predict", timeout=120)
+    errors = [(f.id, f.message) for f in report.findings if f.severity == "error"]
+    tampered = [m for i, m in errors if i == "RERUN-SANDBOX" and "tampered with" in m]
+    assert report.exit_code == 1
+    assert any("without the run's token" in m for m in tampered), errors
+    assert any("passed its size limit" in m for m in tampered), errors
+
+
+@needs_sandbox
+def test_host_unix_socket_and_fork_inside_the_rerun(p2, tiny_data, tmp_path):
+    """A pathname UNIX socket the verifier's machine listens on (in a host folder) is not there inside the
+    sandbox, and the attempt is reported; a fork is reported as a process the package started."""
+    from referee.verify import verify_package
+
+    path = tmp_path / "host.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+    server.settimeout(60)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(_accept(server)), daemon=True).start()
+    with open(p2 / "task2/predict.py", "a") as f:
+        f.write(f"""
+
+def _local():
+    import os, socket
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect({str(path)!r})
+        s.sendall(b"hello from the sandbox")
+    except OSError:
+        pass
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+_local()
+""")
+    resign(p2)
+    report = verify_package(p2, data=tiny_data, rerun="predict", timeout=120)
+    server.close()
+    assert accepted in ([], [None])
+    sandbox = [f.message for f in report.findings if f.severity == "error" and f.id == "RERUN-SANDBOX"]
+    assert any("a local socket outside the scratch folder" in m and str(path) in m for m in sandbox), sandbox
+    assert any("started a process: os.fork" in m for m in sandbox), sandbox
+    assert report.rerun["predict"]["sandbox"]["mounts"]["covered"]
+
+
 def _accept(server):
     try:
         conn, _ = server.accept()
