@@ -306,7 +306,7 @@ def run_rerun(ctx, mode: str, device: str = "cpu", timeout: float = 3600.0,
         res = _run(tmp, plan, "predict", run_dir, "task2", args, env, timeout, "predict")
         rec = res.get("record") or {}
         res.update({k: rec.get(k) for k in ("origins", "forward", "strict_load", "declared_state", "banned_loaded",
-                                            "imports")})
+                                            "imports", "seccomp")})
         if res["rc"] == 0 and res.get("record") is not None:
             res["comparison"] = _compare_predictions(out_dir / "prediction.csv", ctx.path(pred_rel), device)
             if keep_prediction is not None and (out_dir / "prediction.csv").is_file():
@@ -328,7 +328,7 @@ def _full(ctx, tmp: Path, plan: sandbox.Plan, env: dict, device: str, timeout: f
         log(f"re-run ({name}): python -m {module} {' '.join(args)}")
         res = _run(tmp, plan, "plain", work, module, args, env, max(1.0, deadline - time.monotonic()), name)
         rec = res.get("record") or {}
-        res.update({k: rec.get(k) for k in ("origins", "banned_loaded", "imports")})
+        res.update({k: rec.get(k) for k in ("origins", "banned_loaded", "imports", "seccomp")})
         res["name"] = name
         out["steps"].append(res)
         if res["rc"] != 0:

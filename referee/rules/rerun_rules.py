@@ -150,6 +150,11 @@ def check_sandbox(ctx):
             if frame:
                 out.append(error(rid, f"re-run ({step}): the competitor's code reached other frames or objects' "
                                  f"internals: {e['what']} (at {frame})", where))
+        seccomp = res.get("seccomp")
+        if isinstance(seccomp, dict) and not seccomp.get("ok") and res.get("record") is not None:
+            out.append(warning(rid, f"re-run ({step}): no seccomp filter ({str(seccomp.get('note'))[:200]}): new "
+                               "processes and programs were reported by the audit hook only, not refused by the "
+                               "kernel", where))
         for why in res.get("tampered") or []:
             out.append(error(rid, f"re-run ({step}): the run-time evidence was tampered with: {why}", where))
     return out

@@ -82,6 +82,58 @@ class Channel:
         self._write(self._fd, (self._dumps(doc) + "\n").encode())
 
 
+def forbid_processes(mode):
+    """A seccomp filter (libseccomp, through ctypes), installed before the package's code runs and kept by
+    everything it starts: no program can be executed in any mode (execve and execveat fail with EPERM), and
+    in `predict` mode no process can be created either (fork, vfork and clone without CLONE_THREAD fail;
+    clone3 answers ENOSYS so that threads are made with clone, which is filtered by its flags). Threads stay
+    allowed. Returns what was installed, or why nothing was."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError as e:
+        return {"ok": False, "note": f"libseccomp not found ({e})"}
+
+    class ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                    ("datum_b", ctypes.c_uint64)]
+
+    allow, masked_eq, clone_thread = 0x7FFF0000, 7, 0x00010000
+    errno_of = {"EPERM": 0x00050000 | 1, "ENOSYS": 0x00050000 | 38}
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(ArgCmp)]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    rules = [("execve", "EPERM", None), ("execveat", "EPERM", None)]
+    if mode == "predict":
+        rules += [("fork", "EPERM", None), ("vfork", "EPERM", None), ("clone3", "ENOSYS", None),
+                  ("clone", "EPERM", ArgCmp(0, masked_eq, clone_thread, 0))]
+    ctx = lib.seccomp_init(allow)
+    if not ctx:
+        return {"ok": False, "note": "seccomp_init failed"}
+    try:
+        done = []
+        for name, err, cmp in rules:
+            nr = lib.seccomp_syscall_resolve_name(name.encode())
+            if nr < 0:
+                continue  # not a system call on this architecture
+            rc = lib.seccomp_rule_add_array(ctx, errno_of[err], nr, 1 if cmp else 0,
+                                            ctypes.byref(cmp) if cmp else None)
+            if rc != 0:
+                return {"ok": False, "note": f"seccomp_rule_add({name}) failed: {-rc}"}
+            done.append(name)
+        rc = lib.seccomp_load(ctx)
+        if rc != 0:
+            return {"ok": False, "note": f"seccomp_load failed: {-rc}"}
+    finally:
+        lib.seccomp_release(ctx)
+    return {"ok": True, "denied": done}
+
+
 def install_hook(channel, settings, mode):
     """The audit hook; every name it uses is bound here, before the package's code runs."""
     emit = channel.send
@@ -268,6 +320,7 @@ def main():
 
         handle = torch.nn.modules.module.register_module_forward_hook(hook)
     before = set(sys.modules)
+    record["seccomp"] = forbid_processes(mode)
     install_hook(channel, settings, mode)
     sys.argv = [module, *args]
     rc = 0

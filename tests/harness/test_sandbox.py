@@ -158,10 +158,21 @@ def _local():
         s.sendall(b"hello from the sandbox")
     except OSError:
         pass
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
+    try:
+        pid = os.fork()
+    except OSError as e:
+        print("fork refused:", e.errno)
+    else:
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("fork ran")
+    import subprocess
+    try:
+        subprocess.run(["true"])
+        print("subprocess ran")
+    except OSError as e:
+        print("subprocess refused:", e.errno)
 
 
 _local()
@@ -173,7 +184,11 @@ _local()
     sandbox = [f.message for f in report.findings if f.severity == "error" and f.id == "RERUN-SANDBOX"]
     assert any("a local socket outside the scratch folder" in m and str(path) in m for m in sandbox), sandbox
     assert any("started a process: os.fork" in m for m in sandbox), sandbox
-    assert report.rerun["predict"]["sandbox"]["mounts"]["covered"]
+    pred = report.rerun["predict"]
+    assert pred["sandbox"]["mounts"]["covered"]
+    if pred["seccomp"]["ok"]:  # the kernel refused the process itself, not only reported it
+        assert "fork refused: 1" in pred["log_tail"] and "fork ran" not in pred["log_tail"], pred["log_tail"]
+        assert "subprocess refused: 1" in pred["log_tail"], pred["log_tail"]
 
 
 def _accept(server):
