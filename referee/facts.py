@@ -129,3 +129,7 @@ ALLOWED_DUNDERS = ("__init__", "__name__", "__qualname__", "__doc__", "__version
                    "__hash__", "__iter__", "__next__", "__getitem__", "__contains__", "__all__")
 # path prefixes that name the process's own file descriptors and memory (the verifier's channels among them)
 PROCESS_PATHS = ("/proc/", "/dev/fd", "/dev/std", "/dev/shm", "/dev/tcp", "/run/", "/var/run/")
+
+# T2-SINGLE-MODEL and the content checks: the only `__metadata__` keys a safetensors file of a package may
+# hold, each with the longest value allowed (characters); anything else is room for a second model as text
+SAFETENSORS_METADATA = {"format": 32, "task1_reducer": 16 * 1024}  # task1_reducer: task1.reducers.META_KEY

@@ -22,6 +22,8 @@ import json
 import pickletools
 import struct
 
+from referee.facts import SAFETENSORS_METADATA
+
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
 MAX_METADATA_BYTES = 64 * 1024  # __metadata__ holds a few strings; more could smuggle weights as text
 MAX_PICKLE_SCAN = 64 * 1024 * 1024  # text pickles (protocols 0/1) are walked up to this size
@@ -70,6 +72,13 @@ def read_safetensors(path, size: int, header_len: int) -> tuple[dict, dict | Non
     meta_bytes = sum(len(k) + len(v) for k, v in (metadata or {}).items())
     if meta_bytes > MAX_METADATA_BYTES:
         problems.append(f"__metadata__ holds {meta_bytes:,} bytes of text (limit {MAX_METADATA_BYTES:,})")
+    for key, value in sorted((metadata or {}).items()):
+        limit = SAFETENSORS_METADATA.get(key)
+        if limit is None:
+            problems.append(f"__metadata__ key {key[:60]!r} is not one a package writes "
+                            f"({', '.join(SAFETENSORS_METADATA)}); its {len(value):,} characters could hold anything")
+        elif len(value) > limit:
+            problems.append(f"__metadata__ {key!r} holds {len(value):,} characters (limit {limit:,})")
     need = 2 + 8 + sum(_entry_bound(n, d, s, size) for n, (d, s) in tensors.items())
     if metadata:
         need += len(json.dumps({"__metadata__": metadata})) + 16 * len(metadata)

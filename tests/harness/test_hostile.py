@@ -269,6 +269,26 @@ def test_second_checkpoint_filed_as_upload_and_other_containers(p2, harness_cli)
     assert code == 1 and {"T2-SINGLE-MODEL", "PKG-MANIFEST"} <= failed
 
 
+@pytest.mark.parametrize("meta,needle", [
+    # a second model's weights (24x416 float16) as 27 KB of base64 under a key no package writes
+    ({"format": "pt", "w": "QUJD" * 6_900}, "key 'w' is not one a package writes"),
+    ({"format": "pt" + " " * 200}, "'format' holds 202 characters (limit 32)"),
+])
+def test_checkpoint_metadata_is_an_allowlist(p2, meta, needle):
+    state = load_file(str(p2 / CKPT))
+    save_file(state, str(p2 / CKPT), metadata=meta)
+    resign(p2)
+    errs = errors_of(rule_findings(p2, "T2-SINGLE-MODEL")[0])
+    assert any(needle in e for e in errs), errs
+
+
+def test_the_reducers_metadata_key_is_the_one_the_allowlist_names():
+    from referee.facts import SAFETENSORS_METADATA
+    from task1.reducers import META_KEY
+
+    assert META_KEY in SAFETENSORS_METADATA
+
+
 def test_data_hidden_in_the_checkpoint_header(p2):
     state = load_file(str(p2 / CKPT))
     save_file(state, str(p2 / CKPT), metadata={"format": "pt", "notes": "A" * 100_000})
