@@ -202,7 +202,9 @@ def check_hygiene(ctx):
         e = ctx.entries[rel]
         total += e.size
         if e.nlink > 1:
-            out.append(warning(rid, f"hard link ({e.nlink} names for one file)", rel))
+            out.append(error(rid, f"hard link ({e.nlink} names for one file): a name outside the package can "
+                             "change it after it is verified, or it is a file of someone else's (the truth, another "
+                             "team's); copy the file instead (cp without -l)", rel))
         if e.size > MAX_FILE_BYTES:
             out.append(error(rid, f"{e.size:,} bytes: over the {MAX_FILE_BYTES:,}-byte limit per file; not read",
                              rel))

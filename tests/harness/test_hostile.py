@@ -411,6 +411,16 @@ def test_archives_are_not_decompressed_where_the_layout_has_none(p2, monkeypatch
     assert len(errs) == 1 and "would exceed the package's budget of 1,000" in errs[0]
 
 
+def test_a_file_hard_linked_from_outside_is_an_error(p2, tmp_path):
+    import os
+
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text("# notes\n")
+    os.link(outside, p2 / "NOTES.md")
+    errs = errors_of(rule_findings(p2, "PKG-HYGIENE")[0])
+    assert any(e.startswith("NOTES.md: hard link (2 names for one file)") for e in errs), errs
+
+
 def test_file_count_limit(p2, monkeypatch):
     from referee.inspection import context
 
