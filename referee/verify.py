@@ -168,9 +168,18 @@ def rerun_summary(rerun: dict | None) -> list[str]:
     if not rerun:
         return []
     lines = []
-    if rerun.get("sandbox"):
-        lines.append(f"re-run sandbox: {rerun['sandbox']}")
     pred = rerun.get("predict") or {}
+    if rerun.get("sandbox"):
+        extra = ""
+        covered = ((pred.get("sandbox") or {}).get("mounts") or {}).get("covered")
+        if covered:
+            extra += f"; emptied: {', '.join(covered)} (but the folders the re-run uses)"
+        seccomp = pred.get("seccomp") or {}
+        if seccomp.get("ok"):
+            extra += f"; seccomp refuses {', '.join(seccomp.get('denied') or [])}"
+        elif seccomp:
+            extra += f"; no seccomp ({seccomp.get('note')})"
+        lines.append(f"re-run sandbox: {rerun['sandbox']}{extra}")
     cmp = pred.get("comparison") or {}
     if pred.get("skipped"):
         lines.append(f"re-run predict: not run ({pred['skipped']})")

@@ -132,6 +132,7 @@ def predict(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, trac
         "column": column,
         "rows": int(frame.height),
         "model_class": args["model_class"],
+        "device": str(torch.device(device)),
         "inputs": {
             "model.safetensors": sha256_file(run_dir / "model.safetensors"),
             "model_args.json": sha256_file(run_dir / "model_args.json"),

@@ -186,10 +186,13 @@ def check_single_model(ctx):
         trusted, how = ctx.expected_state, "built from the packaged code by `harness package`"
     if trusted is None and isinstance(declared, dict) and declared and not res.get("tampered"):
         trusted, how = declared, "built from the package's code in the re-run's sandbox"
-        out.append(warning(rid, "the declared class is the package's own (its task2 differs from the verifier's "
-                           "own): its layout was reported by the package's code in the sandbox, "
-                           "which is evidence, not proof; whether each of its tensors serves the one model is "
-                           "for the organizer to read in task2/", rel))
+        from referee.rules.code_rules import competitor_modules
+
+        if any(m.path.startswith("task2/") for m in competitor_modules(ctx).values()):  # else a release's code
+            out.append(warning(rid, "the declared class is the package's own (its task2 differs from the verifier's "
+                               "own): its layout was reported by the package's code in the sandbox, "
+                               "which is evidence, not proof; whether each of its tensors serves the one model is "
+                               "for the organizer to read in task2/", rel))
     if trusted is not None:
         for msg in _diff(ck["tensors"], trusted):
             out.append(error(rid, f"{msg} ({args['model_class']}, {how})", rel))

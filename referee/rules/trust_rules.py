@@ -96,7 +96,9 @@ def pyproject_problems(data: bytes) -> list[str]:
 
 
 def trusted_steps(ctx) -> tuple[list[dict] | None, str]:
-    """The reproduce steps the verifier's own `harness package` writes for this package, and its device."""
+    """The reproduce steps the verifier's own `harness package` writes for this package, and its device:
+    this release's (predict on the CPU), or, for a package whose manifest has them, the earlier releases'
+    (predict on the training device)."""
     from core.package_format import reproduce_steps
 
     run = ctx.run_record() or {}
@@ -106,7 +108,11 @@ def trusted_steps(ctx) -> tuple[list[dict] | None, str]:
     task1 = ctx.task1_record() if ctx.track in (1, 3) else None
     if ctx.track in (1, 3) and task1 is None:
         return None, device
-    return reproduce_steps(ctx.track, task1, device), device
+    steps = reproduce_steps(ctx.track, task1, device)
+    earlier = reproduce_steps(ctx.track, task1, device, predict_device="{device}")
+    if ctx.manifest is not None and ctx.section("reproduce").get("steps") == earlier:
+        return earlier, device
+    return steps, device
 
 
 @rule("PKG-LAYOUT", "every file is where `harness package` puts it (no extra top-level files, no code among "

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from core.challenge import DATASET_DIR
-from pkgkit import SMALL_TRAIN, copy_package, edit_manifest, make_run, repredict, resign
+from pkgkit import SMALL_TRAIN, copy_package, edit_json, edit_manifest, make_run, repredict, resign
 
 
 class _CreatesFile:
@@ -231,6 +231,32 @@ def test_rerun_predict_catches_a_consistent_tamper(p2, tiny_data):
     assert "1 score(s) differ" in errs[0].message
     assert report.rerun["predict"]["forward"]["roots"] == ["task2.model.SASRecDCN"]
     assert report.rerun["predict"]["strict_load"]["ok"] is True
+
+
+@pytest.mark.parametrize("recorded", ["cuda:0", "cpu"])
+def test_a_prediction_made_on_cuda_verifies_on_the_cpu(p2, tiny_data, recorded):
+    """A package whose prediction ran on CUDA (mocked: its scores moved by 1e-7, its predict.json saying so)
+    re-runs on the CPU within the stated tolerance, with a warning; the same scores said to come from the CPU
+    must be byte-identical, and are an error."""
+    from referee.verify import verify_package
+
+    repredict(p2, lambda f: f.with_columns((pl.col("Task2") + 1e-7).clip(0.0, 1.0)))
+    edit_json(p2 / "outputs/prediction/predict.json", lambda d: d.update(device=recorded))
+    resign(p2)
+    report = verify_package(p2, data=tiny_data, rerun="predict")
+    found = [(f.id, f.severity) for f in report.findings if f.id == "RERUN-PREDICT"]
+    if recorded == "cpu":
+        assert found == [("RERUN-PREDICT", "error")] and report.exit_code == 1
+    else:
+        assert found == [("RERUN-PREDICT", "warning")] and report.ok
+        assert any("the packaged prediction ran on CUDA" in f.message for f in report.findings)
+
+
+def test_new_packages_predict_on_the_cpu(pkg2):
+    steps = json.loads((pkg2 / "MANIFEST.json").read_text())["reproduce"]["steps"]
+    predict = next(s for s in steps if s["name"] == "predict")
+    assert predict["args"][-2:] == ["--device", "cpu"]
+    assert json.loads((pkg2 / "outputs/prediction/predict.json").read_text())["device"] == "cpu"
 
 
 def test_rerun_predict_records_a_second_module(p2, tiny_data):
