@@ -212,7 +212,7 @@ def main(data_dir: Path | None, cache: Path, venv: Path, steps: int, batch_size:
         for s in range(steps):
             b = batch(train, s)
             reg = float(model.regularization_loss())  # FuxiCTR's step returns BCE + regulariser; ours the BCE sum
-            bce, _ = train_step(runner, model, optimizer, b, train_cfg.grad_clip)
+            bce, _, _ = train_step(runner, model, optimizer, b, train_cfg.grad_clip)
             losses.append(float(bce) / b["global_size"] + reg)
         model.eval()
         with torch.no_grad():

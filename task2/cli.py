@@ -33,14 +33,15 @@ def _log(msg: str) -> None:
 @click.option("--epochs", type=int, default=None, help="Maximum epochs.")
 @click.option("--batch-size", type=int, default=None, help="Global batch size (over all DDP ranks).")
 @click.option("--lr", "learning_rate", type=float, default=None, help="Initial learning rate.")
+@click.option("--no-amp", "no_amp", is_flag=True, help="Train in fp32 on CUDA too (no autocast, no GradScaler).")
 @click.option("--overwrite", is_flag=True, help="Write into a run folder that already holds a model.")
 def train(data_dir, item_info, out_dir, config_path, model_class, seed, device, epochs, batch_size,
-          learning_rate, overwrite) -> int:
+          learning_rate, no_amp, overwrite) -> int:
     """Train the Task 2 CTR model (or the DIN baseline) and write the run folder OUT."""
     from task2.train import load_train_config, train as run_train
 
     cfg = load_train_config(config_path, model_class=model_class, seed=seed, device=device, epochs=epochs,
-                            batch_size=batch_size, learning_rate=learning_rate)
+                            batch_size=batch_size, learning_rate=learning_rate, amp=False if no_amp else None)
     if (out_dir / "model.safetensors").exists() and not overwrite:
         raise UserError("run folder already holds model.safetensors; choose a new --out or pass --overwrite",
                         path=out_dir)

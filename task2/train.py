@@ -23,7 +23,10 @@ the lr is multiplied by `lr_decay` after a period without a new best, and traini
 start their logit at the training split's click rate. run.json records the best epoch's valid BCE
 beside the base rate's, and the valid AUC's standard error (Hanley-McNeil) beside the AUC. Gradients are clipped to `grad_clip`. On CUDA, autocast
 in bf16 where the GPU has it natively (compute capability 8.0 or more), else fp16 with a GradScaler
-(a T4, 7.5); run.json records the choice (`amp_dtype_for`).
+(a T4, 7.5); run.json records the choice (`amp_dtype_for`), and the steps fp16's GradScaler skipped
+(overflows) per epoch in metrics.jsonl and in all in run.json. Validation runs in fp32, as prediction does,
+so the number that picks the checkpoint is the one that is scored; a non-finite training loss or
+validation logit ends the run with one line naming the epoch and what to try (`--no-amp`, a lower lr).
 
 Several processes (torchrun --nproc_per_node N -m task2 train ...): DistributedDataParallel, NCCL on
 CUDA and gloo on the CPU. `batch_size` is the *global* (effective) batch: each rank takes an interleaved
@@ -260,8 +263,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
                grad_clip: float, *, world: int = 1, scaler: torch.amp.GradScaler | None = None,
-               amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One update on `batch` (an `iterate_batches` dict); returns the batch's summed BCE and its auxiliary loss.
+               amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One update on `batch` (an `iterate_batches` dict); returns the batch's summed BCE, its auxiliary loss
+    and whether fp16's GradScaler skipped the step (an overflow: the scale dropped; always False without it).
 
     Loss = BCE with logits, normalised by the global batch size (the mean in one process), + the model's
     auxiliary loss + its regulariser; gradients clipped to `grad_clip` in norm over all parameters; one
@@ -279,9 +283,11 @@ def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: to
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    scale = scaler.get_scale() if scaler.is_enabled() else None
     scaler.step(optimizer)
     scaler.update()
-    return bce.detach(), aux.detach().float()
+    skipped = scale is not None and scaler.get_scale() < scale
+    return bce.detach(), aux.detach().float(), skipped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,24 +389,25 @@ def build(cfg: TrainConfig, data: RunData, proc: Processes) -> tuple[torch.nn.Mo
 
 def train_epoch(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler, generator: torch.Generator, split: Split, cfg: TrainConfig,
-                proc: Processes, desc: str, progress: bool | None) -> tuple[float, float, int, int, float]:
-    """One pass over the training split -> (mean BCE, mean auxiliary loss, rows, steps, seconds), summed
-    over the processes."""
+                proc: Processes, desc: str, progress: bool | None) -> tuple[float, float, int, int, int, float]:
+    """One pass over the training split -> (mean BCE, mean auxiliary loss, rows, steps, steps fp16 skipped,
+    seconds), summed over the processes."""
     from tqdm import tqdm
 
     model.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), dtype=torch.float64, device=proc.device)
     aux_sum = torch.zeros((), dtype=torch.float64, device=proc.device)
-    seen = steps = 0
+    seen = steps = skipped = 0
     # progress=None: a bar on rank 0 when stderr is a terminal (tqdm's disable=None)
     bar = tqdm(total=math.ceil(len(split) / cfg.batch_size), desc=desc, file=sys.stderr, leave=False,
                disable=(None if proc.is_main else True) if progress is None else not (progress and proc.is_main))
     for batch in iterate_batches(split, cfg.batch_size, max_len=raw_model.cfg.max_len, shuffle=True,
                                  generator=generator, length_aware=cfg.length_aware,
                                  bucket_batches=cfg.bucket_batches, rank=proc.rank, world_size=proc.world):
-        bce, aux = train_step(model, raw_model, optimizer, batch, cfg.grad_clip, world=proc.world, scaler=scaler,
-                              amp_dtype=proc.amp_dtype)
+        bce, aux, was_skipped = train_step(model, raw_model, optimizer, batch, cfg.grad_clip, world=proc.world,
+                                           scaler=scaler, amp_dtype=proc.amp_dtype)
+        skipped += int(was_skipped)
         loss_sum += bce.double()
         aux_sum += aux.double() * len(batch["rows"])
         seen += len(batch["rows"])
@@ -411,14 +418,21 @@ def train_epoch(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: t
         totals = torch.stack([loss_sum, aux_sum, torch.tensor(float(seen), dtype=torch.float64, device=proc.device)])
         dist.all_reduce(totals)
         loss_sum, aux_sum, seen = totals[0], totals[1], int(totals[2].item())
-    return float(loss_sum) / max(seen, 1), float(aux_sum) / max(seen, 1), seen, steps, time.perf_counter() - t0
+    return (float(loss_sum) / max(seen, 1), float(aux_sum) / max(seen, 1), seen, steps, skipped,
+            time.perf_counter() - t0)
 
 
-def evaluate(raw_model: torch.nn.Module, split: Split, cfg: TrainConfig, proc: Processes) -> tuple[float, float, float]:
-    """Valid BCE and AUC of the current weights -> (loss, AUC, seconds). Every process holds the same
-    weights; rank 0's numbers are the ones every process acts on."""
+def evaluate(raw_model: torch.nn.Module, split: Split, cfg: TrainConfig, proc: Processes,
+             epoch: int = 0) -> tuple[float, float, float]:
+    """Valid BCE and AUC of the current weights -> (loss, AUC, seconds), in fp32 as prediction runs (the
+    number that chooses the checkpoint is the one that is scored). Every process holds the same weights;
+    rank 0's numbers are the ones every process acts on. A non-finite logit is a UserError."""
     t0 = time.perf_counter()
-    logits = score_split(raw_model, split, cfg.eval_batch_size, cfg.length_aware, proc.amp_dtype)
+    logits = score_split(raw_model, split, cfg.eval_batch_size, cfg.length_aware, None)
+    if not bool(torch.isfinite(logits).all()):
+        bad = int((~torch.isfinite(logits)).sum())
+        raise UserError(f"epoch {epoch}: {bad:,} validation logit(s) are not finite (NaN or inf): the weights "
+                        "diverged" + _what_to_try(proc))
     labels = split.label.cpu()
     loss = float(F.binary_cross_entropy_with_logits(logits, labels))
     auc = roc_auc(labels.numpy(), logits.numpy())
@@ -427,6 +441,12 @@ def evaluate(raw_model: torch.nn.Module, split: Split, cfg: TrainConfig, proc: P
         dist.broadcast(shared, src=0)
         auc, loss = float(shared[0]), float(shared[1])
     return loss, auc, time.perf_counter() - t0
+
+
+def _what_to_try(proc: Processes) -> str:
+    fp16 = proc.amp_dtype == torch.float16
+    return ("; try --no-amp (fp16 overflowed?) or a lower learning rate (--lr)" if fp16
+            else "; try a lower learning rate (--lr) or a smaller grad_clip")
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
@@ -469,16 +489,20 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     rows: list[dict] = []
     best_auc, best_epoch, since_best = -1.0, 0, 0
     period = Plateau(cfg.plateau_steps)
-    train_seconds, samples_total = 0.0, 0
+    train_seconds, samples_total, skipped_total = 0.0, 0, 0
     for epoch in range(1, cfg.epochs + 1):
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_loss, aux_loss, seen, steps, epoch_s = train_epoch(model, raw_model, optimizer, scaler, generator,
-                                                                 data.train, cfg, proc, f"epoch {epoch}", progress)
+        train_loss, aux_loss, seen, steps, skipped, epoch_s = train_epoch(
+            model, raw_model, optimizer, scaler, generator, data.train, cfg, proc, f"epoch {epoch}", progress)
+        if not math.isfinite(train_loss):
+            raise UserError(f"epoch {epoch}: the training loss is not finite ({train_loss}): the weights diverged"
+                            + _what_to_try(proc))
+        skipped_total += skipped
         period.steps += steps
         train_seconds += epoch_s
         samples_total += seen
-        valid_loss, valid_auc, eval_s = evaluate(raw_model, data.valid, cfg, proc)
+        valid_loss, valid_auc, eval_s = evaluate(raw_model, data.valid, cfg, proc, epoch)
 
         improved = valid_auc > best_auc
         if improved:
@@ -492,7 +516,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
             "epoch": epoch, "train_loss": train_loss, "train_aux_loss": aux_loss, "valid_loss": valid_loss,
             "valid_auc": valid_auc, "lr": lr, "epoch_s": round(epoch_s, 3), "eval_s": round(eval_s, 3),
             "samples_per_s": round(seen / max(epoch_s, 1e-9), 1), "best": improved,
-            "plateau_decision": decided is not None,
+            "plateau_decision": decided is not None, "amp_skipped_steps": skipped,
         }
         rows.append(row)
         if proc.is_main:
@@ -533,7 +557,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         "world_size": proc.world,
         "device": str(proc.device),
         "amp": {"dtype": None if proc.amp_dtype is None else str(proc.amp_dtype).replace("torch.", ""),
-                "grad_scaler": scaler.is_enabled(),
+                "grad_scaler": scaler.is_enabled(), "skipped_steps": skipped_total,
                 "compute_capability": (".".join(map(str, torch.cuda.get_device_capability(proc.device)))
                                        if proc.device.type == "cuda" else None)},
         "train_rows": len(data.train),
