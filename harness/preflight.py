@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -121,33 +122,70 @@ def check_device(o: RunOptions, report: Report) -> None:
         report.ok("device", o.device)
 
 
-def check_gpu(o: RunOptions, report: Report, hardware: dict) -> None:
-    """Total and free GPU memory against the hardware profile; the autocast dtype Task 2 will choose."""
+def stage_needs(o: RunOptions, report: Report, hardware: dict, models: list, task1_overrides: dict) -> list:
+    """Each GPU stage's estimated peak memory (harness.gpu_need), from the models, batches and dtypes."""
+    from harness.gpu_need import din_need, encoder_need, train_need
+    from harness.worlds import SCALES
+    from task1.config import make_config
+    from task2.train import load_train_config
+
+    needs = []
+    if o.track != 2 and models:
+        try:
+            cfg = make_config(o.profile, task1_overrides)
+        except Exception:  # noqa: BLE001 - check_models reports a bad Task 1 config
+            cfg = None
+        if cfg is not None:
+            for m in models:
+                folder = m.get("cache") or (m.get("id") if m.get("source") == "local" else None)
+                config = _read_config(Path(folder)) if folder else None
+                batch = cfg.image_batch_size if m["role"] == "image" else cfg.text_batch_size
+                needs.append(encoder_need(m["role"], config, batch, cfg.fp16, cfg.text_max_length))
+    n_items = (report.facts.get("n_items") or 91_717) if o.data is not None else SCALES[o.scale].n_items
+    profile = hardware.get(o.hardware, {}).get("task2", {}) if hardware else {}
+    din = o.track == 1
+    tcfg = load_train_config(None, **({"model_class": "DIN"} if din else {}))
+    amp = bool(profile.get("amp", tcfg.amp))
+    batch = int(profile.get("batch_size", tcfg.batch_size))
+    needs.append((din_need if din else train_need)(dict(tcfg.model), n_items + 1, batch, amp))
+    return needs
+
+
+def check_gpu(o: RunOptions, report: Report, hardware: dict, models: list | None = None,
+              task1_overrides: dict | None = None) -> None:
+    """The memory free on GPU 0 once a CUDA context exists (probed in a subprocess, so that this process holds
+    none) against each stage's estimated need; the autocast dtype Task 2 will choose."""
     import torch
+
+    from harness import gpu_need
 
     if o.device != "cuda" or not torch.cuda.is_available():
         return
-    from task2.train import amp_dtype_for
-
-    dev = torch.device("cuda", 0)
-    props = torch.cuda.get_device_properties(dev)
-    free, total = torch.cuda.mem_get_info(dev)
-    need = hardware[o.hardware]["gpu_memory_gib"]
-    dtype = amp_dtype_for(dev, bool(hardware[o.hardware]["task2"].get("amp", True)))
-    cap = f"{props.major}.{props.minor}"
-    report.facts["gpu"] = {"name": props.name, "total_gib": round(total / GIB, 2), "free_gib": round(free / GIB, 2),
-                           "needs_gib": need, "compute_capability": cap,
+    try:
+        gpu = gpu_need.probe()
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+        report.fail("gpu", f"cannot open a CUDA context on GPU 0 ({e}): check the driver (nvidia-smi)", code=EXIT_USAGE)
+        return
+    needs = stage_needs(o, report, hardware, models or [], task1_overrides or {})
+    free, total = gpu["free"] / GIB, gpu["total"] / GIB
+    major = int(str(gpu["capability"]).split(".")[0])
+    amp = bool((hardware.get(o.hardware, {}).get("task2") or {}).get("amp", True))
+    dtype = None if not amp else torch.bfloat16 if major >= 8 else torch.float16  # as task2.train.amp_dtype_for
+    worst = max(needs, key=lambda n: n.gib)
+    report.facts["gpu"] = {"name": gpu["name"], "total_gib": round(total, 2), "free_gib": round(free, 2),
+                           "compute_capability": gpu["capability"],
+                           "needs_gib": {n.stage: round(n.gib, 2) for n in needs},
                            "task2_autocast": None if dtype is None else str(dtype).replace("torch.", "")}
-    if total / GIB < need:
-        report.fail("gpu", f"{props.name} has {total / GIB:.1f} GiB; --hardware {o.hardware} needs about {need} "
-                    "GiB: pick the profile of this GPU (--hardware), or a larger GPU", code=EXIT_USAGE)
-    elif free / GIB < need:
-        report.fail("gpu", f"{props.name}: {free / GIB:.1f} GiB free of {total / GIB:.1f} GiB; --hardware "
-                    f"{o.hardware} needs about {need} GiB: stop the other processes on the GPU (nvidia-smi)",
+    if worst.gib > free:
+        report.fail("gpu", f"{gpu['name']}: {free:.1f} GiB free of {total:.1f} GiB with a CUDA context, but "
+                    f"{worst.stage} needs about {worst.gib:.1f} GiB ({worst.basis}; harness/gpu_need.py): lower "
+                    f"{worst.knob} in the stage's config, free the GPU (nvidia-smi), or use a larger card",
                     code=EXIT_USAGE)
     else:
-        report.ok("gpu", f"{props.name}, {free / GIB:.1f} of {total / GIB:.1f} GiB free (profile needs {need}), "
-                  f"compute capability {cap}: Task 2 autocasts to {report.facts['gpu']['task2_autocast']}")
+        parts = ", ".join(f"{n.stage} {n.gib:.1f}" for n in needs)
+        report.ok("gpu", f"{gpu['name']}, {free:.1f} of {total:.1f} GiB free with a context; estimated needs (GiB): "
+                  f"{parts}; compute capability {gpu['capability']}: Task 2 autocasts to "
+                  f"{report.facts['gpu']['task2_autocast']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,7 +509,7 @@ def run_preflight(o: RunOptions, hashes=None, hardware: dict | None = None, task
     check_data(o, report, hashes)
     models = check_models(o, report, task1_overrides or {})
     check_output(o, report, models)
-    check_gpu(o, report, hardware or {})
+    check_gpu(o, report, hardware or {}, models, task1_overrides or {})
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -162,22 +162,46 @@ def test_output_folder_and_disk(preflight, tiny_data, tmp_path, monkeypatch):
     assert code == 0, errors
 
 
-def test_gpu_memory_against_the_hardware_profile(preflight, tiny_data, monkeypatch):
+@pytest.mark.parametrize("card,total,free,ok", [
+    ("Tesla T4", 14.58, 14.16, True),  # a 16 GB T4 once a CUDA context holds about 0.4 GiB
+    ("GeForce GTX 1650", 3.82, 2.9, False),  # a 4 GB card with a display attached
+])
+def test_gpu_memory_against_each_stages_need(preflight, tiny_data, monkeypatch, card, total, free, ok):
+    """The preflight probes free memory with a context (mocked) and compares it with the largest stage's
+    estimate (harness.gpu_need): a T4 passes the t4 profile, a 4 GB card fails in one line naming the stage
+    and what to lower."""
     import torch
 
+    from harness import gpu_need
+
     gib = 2**30
-    free = {"bytes": 9 * gib}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda d=None: SimpleNamespace(name="Tesla T4", major=7, minor=5))
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (free["bytes"], int(14.6 * gib)))
-    code, out, errors = preflight("--data", tiny_data, "--track", "2", "--hardware", "t4", "--json", device="cuda")
-    assert code == 2 and "[gpu] Tesla T4: 9.0 GiB free of 14.6 GiB; --hardware t4 needs about 14.5 GiB" in errors[0]
-    free["bytes"] = int(14.55 * gib)
-    code, out, errors = preflight("--data", tiny_data, "--track", "2", "--hardware", "t4", "--json", device="cuda")
+    monkeypatch.setattr(gpu_need, "probe", lambda timeout=120.0: {"free": int(free * gib), "total": int(total * gib),
+                                                                  "name": card, "capability": "7.5"})
+    code, out, errors = preflight("--data", tiny_data, "--track", "3", "--profile", "offline", "--hardware", "t4",
+                                  "--json", device="cuda")
     gpu = json.loads(out)["facts"]["gpu"]
-    assert code == 0 and gpu["compute_capability"] == "7.5" and gpu["task2_autocast"] == "float16"
+    assert gpu["compute_capability"] == "7.5" and gpu["task2_autocast"] == "float16"
+    assert set(gpu["needs_gib"]) == {"embed (images)", "embed (texts)", "train"}
+    worst = max(gpu["needs_gib"].values())
+    if ok:
+        assert code == 0 and worst < free, errors
+    else:
+        assert code == 2 and worst > free
+        gpu_errors = [e for e in errors if e.startswith("error: [gpu]")]
+        assert len(gpu_errors) == 1, errors
+        assert gpu_errors[0].startswith(f"error: [gpu] {card}: 2.9 GiB free of 3.8 GiB with a CUDA context, but embed "
+                                        "(images) needs about") and "lower image_batch_size" in gpu_errors[0]
+
+
+def test_gpu_needs_follow_the_batch_and_dtype():
+    from harness.gpu_need import din_need, encoder_need, train_need
+
+    clip = [encoder_need("image", None, b, fp16=True).gib for b in (32, 128)]
+    assert clip[0] < clip[1] < encoder_need("image", None, 128, fp16=False).gib
+    assert 2.0 < clip[1] < 6.0  # CLIP ViT-L/14, 128 covers in fp16: weights 0.6 GB + activations
+    assert train_need({}, 91_718, 512, amp=True).gib < train_need({}, 91_718, 4096, amp=True).gib
+    assert din_need({}, 91_718, 8192, amp=True).gib < 14.0  # the official DIN batch fits a T4
 
 
 def test_published_checksums_when_the_row_counts_are_official(preflight, tiny_copy, monkeypatch):
