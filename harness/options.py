@@ -29,3 +29,4 @@ class RunOptions:
     epochs: int | None
     strict: bool
     force: bool
+    nproc: int = 1  # Task 2's training processes (torchrun) when more than one

@@ -163,6 +163,9 @@ def build_stages(o: RunOptions) -> tuple[list[Stage], dict]:
     task2_cfg = {**HARDWARE[o.hardware]["task2"], "seed": int(seed), **({"model_class": "DIN"} if track == 1 else {})}
     write_json_atomic(configs / "task2.json", task2_cfg)
     cmd = step_cmd("task2") + ["--overwrite"] + (["--epochs", str(o.epochs)] if o.epochs else [])
+    if o.nproc > 1:  # the same command under torchrun: one process per GPU (or gloo workers on the CPU)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(o.nproc),
+               *cmd[1:]]
     stages.append(Stage("train", cmd, [data / DATASET_DIR / "train.parquet", data / DATASET_DIR / "valid.parquet",
                                        item_info, configs / "task2.json"], [paths["task2"] / "model.safetensors"]))
     stages.append(Stage("predict", step_cmd("predict"),
@@ -279,6 +282,9 @@ def run_options(f):
         click.option("--reducer", type=click.Choice(["pca", "contrastive"]), default=None,
                      help="Task 1's reduction to 128-d [default: pca, as the reference solution]."),
         click.option("--epochs", type=int, default=None, help="Override Task 2's maximum epochs."),
+        click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Train Task 2 in N processes (torchrun, DistributedDataParallel: one per GPU on CUDA, "
+                          "gloo on the CPU); batch_size stays the global batch."),
         click.option("--strict", is_flag=True,
                      help="Any missing or unreadable cover is an error (else warnings, up to 1 % of the items)."),
         click.option("--force", is_flag=True, help="Redo every stage."),
@@ -289,7 +295,7 @@ def run_options(f):
 
 
 def resolve_options(run_dir, data, scale, world, seed, device, track, hardware, profile, image_model, text_model,
-                    image_model_license, text_model_license, reducer, epochs, strict, force) -> RunOptions:
+                    image_model_license, text_model_license, reducer, epochs, strict, force, nproc=1) -> RunOptions:
     """The options as the stages use them. `--device cuda` without CUDA is left for the preflight to report."""
     if data is not None:
         data = data.resolve()
@@ -306,7 +312,7 @@ def resolve_options(run_dir, data, scale, world, seed, device, track, hardware, 
                       hardware=hardware, profile=profile or ("reference" if data else "offline"),
                       image_model=image_model, text_model=text_model, image_model_license=image_model_license,
                       text_model_license=text_model_license, reducer=reducer, epochs=epochs, strict=strict,
-                      force=force)
+                      force=force, nproc=nproc)
 
 
 def preflight(opts: RunOptions, hashes: HashCache | None = None):
