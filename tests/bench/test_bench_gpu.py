@@ -35,6 +35,14 @@ def test_dry_run_measures_every_part(tmp_path):
                                   "tensors": doc["determinism"]["tensors"]}
     clip = doc["clip_vit_l14"]
     assert clip["covers_per_s"] > 0 and clip["embedding_finite"] and clip["batch_size"] == 4
+    assert clip["from_jpeg"]["end_to_end_per_s_one_process"] > 0 and clip["from_jpeg"]["covers"] == 4
+    din = task2["runs"]["DIN_float32"]
+    assert din["batch_size"] == 256 and din["loss_finite"]
+    assert task2["evaluation"]["rows"] == 200 and task2["evaluation"]["finite"]
+    assert doc["e5_base_titles"]["titles_per_s"] > 0 and doc["e5_base_titles"]["finite"]
+    for model_class in ("SASRecDCN", "DIN"):  # the real loop, one epoch of generated data
+        loop = doc["harness_train_epoch"][model_class]
+        assert loop["data"] == "tiny" and loop["train_s"] > 0 and 0 < loop["valid_auc"] <= 1
 
 
 def test_without_a_gpu_the_real_run_is_one_line():
