@@ -43,11 +43,18 @@ def test_the_sandboxed_driver_holds_no_copy_and_reads_its_settings(tmp_path):
     source.write_text(json.dumps(settings))
     (tmp_path / "probe_mod.py").write_text("import sklearn.tree  # a banned module\n")
     r, w = os.pipe()
-    proc = subprocess.run([sys.executable, "-B", "-s", rerun_driver.__file__, str(w), str(source), "plain", str(tmp_path),
-                           "--", "probe_mod"], capture_output=True, text=True, timeout=120, pass_fds=(w,))
+    token_r, token_w = os.pipe()
+    os.write(token_w, b"t0ken")
+    os.close(token_w)
+    proc = subprocess.run([sys.executable, "-B", "-s", rerun_driver.__file__, str(w), str(token_r), str(source), "plain",
+                           str(tmp_path), "--", "probe_mod"], capture_output=True, text=True, timeout=120,
+                          pass_fds=(w, token_r))
     os.close(w)
+    os.close(token_r)
     with os.fdopen(r, "rb") as f:
         events = [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = [e for e in events if e.get("type") == "record"][-1]
+    assert all(e.get("token") == "t0ken" for e in events)  # every line the driver writes carries the run's token
+    assert [e["seq"] for e in events] == list(range(len(events)))
     assert "sklearn.tree" in record["banned_loaded"]  # the list came from the settings: the driver has none
