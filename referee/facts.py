@@ -43,8 +43,9 @@ ALLOWED_IMPORTS = {
         "core": "*", "harness": ("__version__",),
         # libraries for the model and its data
         "torch": "*", "numpy": "*", "polars": "*", "pyarrow": "*", "pandas": "*", "safetensors": "*",
-        "sklearn.metrics": "*", "scipy.special": "*", "scipy.stats": "*", "matplotlib": "*", "tqdm": "*",
-        "click": "*", "pandera": "*",
+        "sklearn.metrics": "*", "sklearn.preprocessing": "*", "sklearn.model_selection": "*", "scipy.special": "*",
+        "scipy.stats": "*", "scipy.sparse": "*", "matplotlib": "*", "tqdm": "*", "click": "*", "pandera": "*",
+        "einops": "*", "yaml": ("safe_load", "safe_load_all", "safe_dump", "safe_dump_all", "YAMLError"),
         # the standard library that computes, parses and names files, but cannot reach the system
         "__future__": "*", "abc": "*", "argparse": "*", "bisect": "*", "collections": "*", "contextlib": "*",
         "copy": "*", "csv": "*", "dataclasses": "*", "datetime": "*", "decimal": "*", "enum": "*",
@@ -61,6 +62,9 @@ ALLOWED_IMPORTS = {
                 "float_info", "byteorder", "executable"),
         "importlib.metadata": ("version", "PackageNotFoundError"),
         "shutil": ("copyfile", "copy2", "copy", "copytree", "move", "rmtree", "disk_usage", "which"),
+        "gc": ("collect",),  # freeing memory between epochs; get_objects/get_referrers reach any object
+        "operator": ("itemgetter", "add", "sub", "mul", "truediv", "floordiv", "neg", "eq", "ne", "lt", "le", "gt",
+                     "ge", "and_", "or_", "not_", "index"),  # not attrgetter/methodcaller: computed attribute names
     },
     # Task 1 encodes covers and titles with pretrained encoders, which it may fetch from the model hub
     "task1": {"task1": "*", "transformers": "*", "tokenizers": "*", "PIL": "*", "torchvision": "*",
@@ -109,6 +113,10 @@ DENIED_MODULES = {
     "torch.distributed.run": "starts processes", "torch.distributed.launch": "starts processes",
     "torch.distributed.launcher": "starts processes", "torch.distributed.elastic": "starts processes",
     "pandas.read_pickle": "runs code stored in data (pickle)", "pandas.io.pickle": "runs code stored in data",
+    "numpy.f2py": "compiles and loads native code", "numpy.distutils": "compiles native code",
+    "polars.plugins": "loads native code (polars plugins)", "pyarrow.cffi": "loads native code",
+    "click.launch": "starts processes", "click.edit": "starts an editor process",
+    "transformers.dynamic_module_utils": "loads code downloaded with a model",
 }
 # a module of the standard library reached through another module's attribute (`torch.os.system`,
 # `pathlib.os`): any later part of a dotted name that is one of these is judged as that module

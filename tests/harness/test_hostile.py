@@ -150,7 +150,10 @@ def test_utf7_hidden_import_is_read_as_python_reads_it(p2, harness_cli):
     (b"import os\nrun = os.__dict__['system']\n", "reaches .__dict__"),
     (b"def f():\n    pass\nb = getattr(f, '__slabolg__'[::-1])['__builtins__']['exec']\n",
      "getattr with a computed attribute name"),
-    (b"import operator\nget = operator.attrgetter('x')\n", "operator (import): reaches attributes by computed"),
+    (b"import operator\nget = operator.attrgetter('x')\n", "operator.attrgetter (attribute): reaches attributes by"),
+    (b"import gc\nleak = gc.get_objects()\n", "gc.get_objects (attribute): reaches any object"),
+    (b"import yaml\ncfg = yaml.load(open('c.yaml'), Loader=yaml.Loader)\n", "yaml.load is not among"),
+    (b"import click\nclick.launch('x')\n", "click.launch (attribute): starts processes"),
     (b"import functools\nx = functools.reduce(getattr, ['a', 'b'], object)\n", "getattr passed as a value"),
     (b"import pydoc\nf = pydoc.locate('os.system')\n", "pydoc (import): imports objects by dotted name"),
     (b"import logging.config\nlogging.config.dictConfig({'version': 1})\n", "builds objects named in a config"),
@@ -184,6 +187,16 @@ def test_the_allowlist_names_every_route_outside_it(p2, code, needle):
     errs = errors_of(rule_findings(p2, "CODE-DYNAMIC")[0])
     assert errs and all(e.startswith("task2/helper.py: ") for e in errs)
     assert any(needle in e for e in errs), errs
+
+
+def test_ordinary_training_code_passes_the_allowlist(p2):
+    """What honest model code uses: freeing memory, sorting by key, YAML configs read safely, einops."""
+    (p2 / "task2/helper.py").write_text(
+        "import gc\nimport operator\nimport yaml\nfrom einops import rearrange\n\n\n"
+        "def tidy(rows, path):\n    gc.collect()\n    rows.sort(key=operator.itemgetter(0))\n"
+        "    with open(path) as f:\n        return yaml.safe_load(f), rearrange\n")
+    resign(p2)
+    assert rule_findings(p2, "CODE-DYNAMIC") == ([], "ok")
 
 
 def test_the_projects_own_task_code_passes_the_allowlist_as_competitor_code(pkg3, monkeypatch):
