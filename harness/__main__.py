@@ -7,8 +7,9 @@ harness is installed from, it re-executes the command with the current folder re
 path, so that the installed harness runs and nothing of the package is imported (`verify` also keeps
 the current folder off the path for task1/task2). This can only work while the package's
 harness/__init__.py and __main__.py are the released ones, which run first: a changed copy runs its own
-code before anything here. Organizers therefore run the `harness` command (its import path never
-holds the current folder) or verify from outside the package; PKG-RELEASED-CODE flags the changed copy.
+code before anything here. Organizers therefore run the `harness` command or `python -P -m harness`
+(neither puts the current folder on the import path), or verify from outside the package;
+PKG-RELEASED-CODE flags the changed copy.
 """
 
 import json
