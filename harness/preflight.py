@@ -158,6 +158,7 @@ def check_gpu(o: RunOptions, report: Report, hardware: dict, models: list | None
     import torch
 
     from harness import gpu_need
+    from task2.train import amp_dtype_for
 
     if o.device != "cuda" or not torch.cuda.is_available():
         return
@@ -168,9 +169,9 @@ def check_gpu(o: RunOptions, report: Report, hardware: dict, models: list | None
         return
     needs = stage_needs(o, report, hardware, models or [], task1_overrides or {})
     free, total = gpu["free"] / GIB, gpu["total"] / GIB
-    major = int(str(gpu["capability"]).split(".")[0])
+    major, minor = (int(x) for x in str(gpu["capability"]).split("."))
     amp = bool((hardware.get(o.hardware, {}).get("task2") or {}).get("amp", True))
-    dtype = None if not amp else torch.bfloat16 if major >= 8 else torch.float16  # as task2.train.amp_dtype_for
+    dtype = amp_dtype_for(torch.device("cuda", 0), amp, capability=(major, minor))
     worst = max(needs, key=lambda n: n.gib)
     report.facts["gpu"] = {"name": gpu["name"], "total_gib": round(total, 2), "free_gib": round(free, 2),
                            "compute_capability": gpu["capability"],

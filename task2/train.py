@@ -158,13 +158,15 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def amp_dtype_for(device: torch.device, amp: bool = True) -> torch.dtype | None:
+def amp_dtype_for(device: torch.device, amp: bool = True,
+                  capability: tuple[int, int] | None = None) -> torch.dtype | None:
     """The autocast dtype of training: None off CUDA (or with amp off); bf16 where the GPU computes it
     natively (compute capability 8.0 or more: A100, L4, H100); fp16, with a GradScaler, below (a T4 is
-    7.5). Not torch.cuda.is_bf16_supported(): by default it counts emulated bf16 and says True on a T4."""
+    7.5). Not torch.cuda.is_bf16_supported(): by default it counts emulated bf16 and says True on a T4.
+    `capability` given (the preflight's probe) spares asking this process's CUDA."""
     if not amp or device.type != "cuda":
         return None
-    major, _ = torch.cuda.get_device_capability(device)
+    major, _ = capability or torch.cuda.get_device_capability(device)
     return torch.bfloat16 if major >= 8 else torch.float16
 
 

@@ -24,6 +24,7 @@ from core.errors import error, warning
 from core.package_format import WEIGHT_SUFFIXES, code_tree_hashes, expected_state_from
 from referee.inspection import formats
 from referee.rules.registry import rule
+from referee.rules.code_rules import competitor_modules
 from referee.inspection.context import MANIFEST
 from referee.inspection.pysource import class_forward_params, name_uses
 from referee.facts import (BASELINE_DIN_TRAIN, BASELINE_KEYS_ADDED, DIN_BASELINE_MODEL as BASELINE_DIN,
@@ -186,8 +187,6 @@ def check_single_model(ctx):
         trusted, how = ctx.expected_state, "built from the packaged code by `harness package`"
     if trusted is None and isinstance(declared, dict) and declared and not res.get("tampered"):
         trusted, how = declared, "built from the package's code in the re-run's sandbox"
-        from referee.rules.code_rules import competitor_modules
-
         if any(m.path.startswith("task2/") for m in competitor_modules(ctx).values()):  # else a release's code
             out.append(warning(rid, "the declared class is the package's own (its task2 differs from the verifier's "
                                "own): its layout was reported by the package's code in the sandbox, "

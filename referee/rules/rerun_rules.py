@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.errors import error, warning
 from referee.rules.registry import rule
 from referee.rules.code_rules import _rerun_steps, competitor_modules
+from referee.rules.trust_rules import trusted_steps
 from referee.facts import CUDA_TOLERANCE
 
 
@@ -37,12 +38,11 @@ def _origin_findings(rid: str, res: dict, where: str) -> list:
 
 
 def _earlier_predict_device(ctx) -> str:
-    """Releases up to 0.1.0 predicted on the training device and did not record it in predict.json."""
-    steps = ctx.section("reproduce").get("steps") or []
-    predict = next((s for s in steps if isinstance(s, dict) and s.get("name") == "predict"), {})
-    if "{device}" in (predict.get("args") or []):
-        return str((ctx.run_record() or {}).get("device", "cpu"))
-    return "cpu"
+    """Releases up to 0.1.0 predicted on the training device (their steps, as trusted_steps derives them for
+    such a package, say "{device}") and did not record it in predict.json."""
+    steps, device = trusted_steps(ctx)
+    predict = next((s for s in steps or [] if s["name"] == "predict"), {"args": []})
+    return device if "{device}" in predict["args"] else "cpu"
 
 
 @rule("RERUN-PREDICT", "the package's own code, run on a copy, re-computes prediction.csv byte for byte on "

@@ -128,9 +128,14 @@ UTF7_HIDDEN = b"# -*- coding: utf-7 -*-\nx = 1\n#+AAo-import xgboost\n"
     (b"exec(open('outputs/task2/b.txt').read())\n", "uses exec: runs source code"),
 ])
 def test_dynamic_routes_are_errors(p2, code, needle):
-    (p2 / "task2/helper.py").write_bytes(code)
-    resign(p2)
-    errs = errors_of(rule_findings(p2, "CODE-DYNAMIC")[0])
+    _assert_code_dynamic_names(p2, code, needle)
+
+
+def _assert_code_dynamic_names(pkg, code: bytes, needle: str) -> None:
+    """`code` as the competitor's task2/helper.py is a CODE-DYNAMIC error there, one naming `needle`."""
+    (pkg / "task2/helper.py").write_bytes(code)
+    resign(pkg)
+    errs = errors_of(rule_findings(pkg, "CODE-DYNAMIC")[0])
     assert errs and all(e.startswith("task2/helper.py: ") for e in errs)
     assert any(needle in e for e in errs), errs
 
@@ -182,11 +187,7 @@ def test_utf7_hidden_import_is_read_as_python_reads_it(p2, harness_cli):
     (b"import pandas\ndf = pandas.read_pickle('x.pkl')\n", "runs code stored in data (pickle)"),
 ])
 def test_the_allowlist_names_every_route_outside_it(p2, code, needle):
-    (p2 / "task2/helper.py").write_bytes(code)
-    resign(p2)
-    errs = errors_of(rule_findings(p2, "CODE-DYNAMIC")[0])
-    assert errs and all(e.startswith("task2/helper.py: ") for e in errs)
-    assert any(needle in e for e in errs), errs
+    _assert_code_dynamic_names(p2, code, needle)
 
 
 def test_ordinary_training_code_passes_the_allowlist(p2):
