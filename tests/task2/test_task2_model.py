@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -138,6 +139,94 @@ def test_next_item_loss():
     assert _sasrec(aux_weight=0.0)(seq, item, likes, views, with_aux=True)[1] == 0  # aux_weight 0: no loss
     with pytest.raises(ValueError, match="causal"):
         SASRecDCNConfig(**{**SMALL, "aux_weight": 1.0, "causal": False}).check()
+
+
+def test_next_item_score_is_the_next_item_models_log_probability_of_the_target():
+    model = _sasrec(aux_weight=1.0, next_item_logit=True)  # score_sample 4096 > 49 items: the exact sum
+    seq, item, likes, views = _batch()
+    seq[0] = 0  # a row without history
+    model.set_known_items(torch.arange(0, 30))  # items 1..29 known
+    assert model.score_ids[:29].tolist() == list(range(1, 30))
+    assert torch.isinf(model.score_log_weight[29:]).all() and not model.score_log_weight[:29].any()
+    real = seq > 0
+    with torch.no_grad():
+        states = model.sequence.encode(model.project(model.encode_items(seq)), real)
+        t = model.project(model.encode_items(item))
+        v = model.project(model.encode_items(torch.arange(1, 30)))
+        user = states[:, -1]
+        expected = (user * t).sum(-1) - torch.logsumexp(user @ v.T, dim=-1) + math.log(29)
+        got = model.next_item_score(states, real, t)
+    torch.testing.assert_close(got[1:], expected[1:])
+    assert got[0] == 0  # no history: a uniform guess, nothing added
+    without = model(seq, item, likes, views)
+    with torch.no_grad():
+        model.score_scale.fill_(2.5)
+    torch.testing.assert_close(model(seq, item, likes, views) - without, 1.5 * got)  # the logit moves by it
+    with pytest.raises(ValueError, match="next_item_logit"):
+        SASRecDCNConfig(**{**SMALL, "next_item_logit": True, "aux_weight": 0.0}).check()
+
+
+def test_next_item_score_samples_the_same_known_items_whatever_the_global_rng():
+    picks = []
+    for seed in (0, 1):
+        model = _sasrec(aux_weight=1.0, next_item_logit=True, score_sample=8)
+        torch.manual_seed(seed)
+        model.set_known_items(torch.arange(0, 30))
+        picks.append(model.score_ids.clone())
+        assert set(model.score_ids.tolist()) <= set(range(1, 30)) and len(set(model.score_ids.tolist())) == 8
+        torch.testing.assert_close(model.score_log_weight, torch.full((8,), math.log(29 / 8)))  # sum estimates all 29
+    assert torch.equal(*picks)
+
+
+def test_taste_mixture_scores_the_target_by_the_bayes_posterior_predictive():
+    model = _sasrec(taste_components=3)
+    model.set_known_items(torch.arange(0, 30))  # items 1..29 known, 30.. never seen in training
+    seq, item, likes, views = _batch()
+    seq[0] = 0  # no history
+    item[1] = 40  # an item never seen in training: read by its content alone
+    real = seq > 0
+    with torch.no_grad():
+        score, loss = model.taste_score(seq, real, item)
+        taste = model.taste
+        content = model.items.content(torch.arange(N_ITEMS))  # (N, E)
+        a = taste.STEP * (taste.id_logit.weight * model.id_known[:, None] + taste.content(content))  # (N, K)
+        log_p = a - torch.logsumexp(a[1:30], dim=0)  # log P(j | k), normalised over the known items
+        log_prior = torch.log_softmax(taste.STEP * taste.log_prior, 0)
+        for r in range(1, len(item)):
+            hist = seq[r][real[r]]
+            post = torch.softmax(log_prior + log_p[hist].sum(0), 0)  # P(k | h)
+            expected = torch.log((post * log_p[item[r]].exp()).sum()) + math.log(29)
+            torch.testing.assert_close(score[r], expected, rtol=1e-5, atol=1e-5)
+        assert score[0] == 0  # no history: nothing added
+        log_h = torch.stack([torch.logsumexp(log_prior + log_p[seq[r][real[r]]].sum(0), 0) for r in range(len(item))])
+        torch.testing.assert_close(loss, -log_h.sum() / real.sum())  # minus the histories' log-likelihood per item
+    without = model(seq, item, likes, views)
+    with torch.no_grad():
+        model.taste_scale.fill_(3.0)
+    torch.testing.assert_close(model(seq, item, likes, views) - without, 2.0 * score, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="taste"):
+        SASRecDCNConfig(**{**SMALL, "taste_components": -1}).check()
+
+
+def test_taste_mixture_learns_which_items_go_together_from_histories_alone():
+    # two tastes: users draw their histories from items 1..10 or from 11..20. Fitted on the histories
+    # (the training loss with its CTR part left out), the mixture ranks a target of the history's own group
+    # above one of the other group
+    g = torch.Generator().manual_seed(0)
+    group = torch.randint(0, 2, (64,), generator=g)
+    seq = 1 + 10 * group[:, None] + torch.randint(0, 10, (64, 8), generator=g)
+    model = _sasrec(taste_components=2, aux_weight=0.0).train()
+    model.set_known_items(seq)
+    opt = torch.optim.Adam(model.taste.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        model.taste_score(seq, seq > 0, seq[:, 0])[1].backward()
+        opt.step()
+    same, other = 1 + 10 * group + 3, 1 + 10 * (1 - group) + 3
+    with torch.no_grad():
+        s_same = model.taste_score(seq, seq > 0, same)[0]
+        s_other = model.taste_score(seq, seq > 0, other)[0]
+    assert (s_same > s_other + 1.0).all()
 
 
 def test_cold_start_items_absent_from_training_share_the_unknown_id_vector():
