@@ -85,16 +85,10 @@ class SASRecDCNConfig:
     #                        rows and t the target's, each projected to this width (ids left out); 0 = off
     item_emb_norm: str = "global"  # how item_emb_d128 is read (layers.ItemEncoder): "global" centres it and
     #                        scales it to rows of RMS norm 1, so its units do not matter; "per_dim"; "none"
-    next_item_logit: bool = False  # add the next-item model's log-probability of the target to the logit
-    #                        (`next_item_score`); needs aux_weight > 0, which trains that model on the histories
-    score_sample: int = 4096  # known items its normaliser sums over (all of them when there are fewer)
-    length_feature: bool = False  # log(1 + the history's length) as a head input: how much the history tells
-    taste_components: int = 0  # K > 0: a mixture of K item distributions (`TasteMixture`) fitted to the histories
-    #                        by likelihood; log P(target | history) under it is added to the logit; 0 = off
-    taste_weight: float = 1.0  # weight of the mixture's likelihood of the history in the training loss
-    taste_age: bool = False  # the score weighs each history item's evidence by a learned weight per age
-    taste_scale_init: float = 1.0  # the score's weight in the logit at the start (learned)
-    taste_detach: bool = False  # the CTR loss weighs the score (taste_scale, taste_age) but does not refit the mixture
+    taste_components: int = 32  # K > 0: a mixture of K item distributions (`TasteMixture`) fitted to the
+    #                        histories by likelihood; its log P(target | history), weighed by a learned scalar
+    #                        that starts at 0, is added to the logit; 0 = off
+    taste_weight: float = 3.0  # weight of the mixture's likelihood of the histories in the training loss
 
     @property
     def item_dim(self) -> int:
@@ -111,7 +105,7 @@ class SASRecDCNConfig:
         """Width of the head's input: user, target, levels, and the optional readouts."""
         readouts = 1 + self.mean_readout + self.target_attention
         return (readouts * (1 + self.product) * self.d_model + self.item_dim + 2 * self.level_dim
-                + self.bilinear_dim + self.length_feature)
+                + self.bilinear_dim)
 
     def check(self) -> None:
         """Raise ValueError on values the model cannot be built with."""
@@ -129,8 +123,6 @@ class SASRecDCNConfig:
             raise ValueError("history_id_dropout must be in [0, 1]")
         if self.aux_weight < 0 or self.aux_negatives < 1 or (self.aux_weight > 0 and not self.causal):
             raise ValueError("aux_weight >= 0 (and > 0 only with causal = true), aux_negatives >= 1")
-        if self.next_item_logit and (self.aux_weight == 0 or self.score_sample < 1):
-            raise ValueError("next_item_logit needs aux_weight > 0 (the next-item loss trains it) and score_sample >= 1")
         if self.taste_components < 0 or self.taste_weight < 0:
             raise ValueError("taste_components and taste_weight must be >= 0")
         if self.item_emb_norm not in ITEM_EMB_NORMS:
@@ -264,7 +256,9 @@ class TasteMixture(nn.Module):
     def __init__(self, n_items: int, k: int, content_dim: int):
         super().__init__()
         self.id_logit = nn.Embedding(n_items, k)
-        self.content = nn.Linear(content_dim, k)
+        # no bias: a constant per taste cancels in the softmax over items, so its true gradient is 0 and
+        # Adam would turn rounding noise into steps of the learning rate's size
+        self.content = nn.Linear(content_dim, k, bias=False)
         self.log_prior = nn.Parameter(torch.zeros(k))
 
     def reset_parameters(self) -> None:
@@ -272,7 +266,6 @@ class TasteMixture(nn.Module):
         # gradient and stay equal), as EM starts from a random assignment
         nn.init.normal_(self.id_logit.weight, std=0.5 / self.STEP)
         nn.init.normal_(self.content.weight, std=0.01 / self.STEP)
-        nn.init.zeros_(self.content.bias)
         nn.init.zeros_(self.log_prior)
 
     def logits(self, ids: torch.Tensor, content: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -322,11 +315,6 @@ class SASRecDCN(nn.Module):
         # items seen in training (set_known_items); the others take `unknown_id` as their id vector
         self.register_buffer("id_known", torch.ones(cfg.n_items, dtype=torch.bool), persistent=True)
         self.unknown_id = nn.Parameter(torch.zeros(cfg.id_emb_dim))
-        if cfg.next_item_logit:  # the items the next-item model's normaliser sums over (set_known_items)
-            m = min(cfg.score_sample, cfg.n_items - 1)
-            self.register_buffer("score_ids", torch.arange(1, m + 1), persistent=True)
-            self.register_buffer("score_log_weight", torch.zeros(m), persistent=True)
-            self.score_scale = nn.Parameter(torch.ones(()))
         self.project = nn.Linear(cfg.item_dim, cfg.d_model) if cfg.seq_dim else nn.Identity()
         self.likes = nn.Embedding(cfg.level_vocab, cfg.level_dim)
         self.views = nn.Embedding(cfg.level_vocab, cfg.level_dim)
@@ -340,9 +328,7 @@ class SASRecDCN(nn.Module):
             self.bil_age = nn.Parameter(torch.zeros(cfg.max_len))  # weight logit of the item `age` steps back
         if cfg.taste_components:
             self.taste = TasteMixture(cfg.n_items, cfg.taste_components, cfg.item_emb_dim)
-            self.taste_scale = nn.Parameter(torch.ones(()))
-            if cfg.taste_age:  # softplus(x) per age, 0 = most recent; starts at 1 (every item counts once)
-                self.taste_age = nn.Parameter(torch.full((cfg.max_len,), math.log(math.e - 1)))
+            self.taste_scale = nn.Parameter(torch.zeros(()))
         in_dim = cfg.head_dim
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
         self.mlp = MLP(in_dim, cfg.mlp_dims, cfg.net_dropout)
@@ -367,9 +353,7 @@ class SASRecDCN(nn.Module):
             nn.init.zeros_(self.bias.weight)
         if self.cfg.taste_components:
             self.taste.reset_parameters()
-            nn.init.constant_(self.taste_scale, self.cfg.taste_scale_init)
-            if self.cfg.taste_age:
-                nn.init.constant_(self.taste_age, math.log(math.e - 1))
+            nn.init.zeros_(self.taste_scale)  # the CTR loss decides how much the mixture's evidence counts
 
     @torch.no_grad()
     def init_output_bias(self, rate: float) -> None:
@@ -383,8 +367,6 @@ class SASRecDCN(nn.Module):
         KNOWN_CHUNK ids: at full size (3.6 M x 64 histories) the peak grows by 58 MiB instead of 1.76 GiB
         (measured on the CPU, bench/results/known_items_full_cpu_2026-12-03.json)."""
         if not self.cfg.cold_start:
-            if self.cfg.next_item_logit:
-                self.set_score_items()
             return
         known = torch.zeros_like(self.id_known)
         for t in ids:
@@ -392,26 +374,6 @@ class SASRecDCN(nn.Module):
                 known[part] = True
         known[0] = True
         self.id_known.copy_(known)
-        if self.cfg.next_item_logit:
-            self.set_score_items()
-
-    @torch.no_grad()
-    def set_score_items(self) -> None:
-        """Choose the known items `next_item_score`'s normaliser sums over: all of them when they fit in
-        score_sample slots (weight 1, the rest padded with weight 0), else score_sample of them drawn without
-        replacement by a generator of its own (seed 0: the same items on every run, whatever the global RNG),
-        each weighted n_known / score_sample so the sum estimates the full one."""
-        known = torch.nonzero(self.id_known[1:]).squeeze(1) + 1  # (K,) known real items
-        m = len(self.score_ids)
-        if len(known) <= m:
-            ids = torch.cat([known, known.new_ones(m - len(known))])
-            log_w = torch.cat([torch.zeros(len(known)), torch.full((m - len(known),), float("-inf"))])
-        else:
-            pick = torch.randperm(len(known), generator=torch.Generator().manual_seed(0))[:m].sort().values
-            ids = known[pick]
-            log_w = torch.full((m,), math.log(len(known) / m))
-        self.score_ids.copy_(ids.to(self.score_ids.device))
-        self.score_log_weight.copy_(log_w.to(self.score_log_weight.device))
 
     def unknown_mask(self, ids: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
         """ids (...,) -> (...,) bool: items never seen in training and, with id_dropout > 0, a random share
@@ -460,8 +422,6 @@ class SASRecDCN(nn.Module):
         if cfg.bilinear_dim:  # the content match's user side also reaches the head (a per-user term)
             u_content, match = self.content_match(seq, real, item_id)  # (B, k), (B,)
             parts.append(u_content)
-        if cfg.length_feature:
-            parts.append(torch.log1p(w.sum(1, keepdim=True)))  # (B, 1)
         x0 = torch.cat(parts, dim=-1)  # (B, head_dim)
         h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, head_dim + mlp_dims[-1])
         logits = self.head(h).squeeze(-1)  # (B,)
@@ -470,8 +430,6 @@ class SASRecDCN(nn.Module):
             logits = logits + torch.where(unknown, self.unknown_bias.to(bias.dtype), bias)
         if match is not None:
             logits = logits + match
-        if cfg.next_item_logit:
-            logits = logits + self.score_scale * self.next_item_score(states, real, t)
         taste_loss = None
         if cfg.taste_components:
             score, taste_loss = self.taste_score(seq, real, item_id)
@@ -495,12 +453,8 @@ class SASRecDCN(nn.Module):
         target = self.taste.logits(item_id, self.items.content(item_id), known[item_id.long()]) - log_norm  # (B, K)
         log_post, log_h = self.taste.posterior(hist, real)  # (B, K), (B,)
         loss = -log_h.sum() / real.sum().clamp_min(1)
-        if self.cfg.taste_detach:  # the CTR loss reaches the score's weights, not the mixture
-            hist, target, log_post = hist.detach(), target.detach(), log_post.detach()
-        if self.cfg.taste_age:  # the score's posterior: each item's evidence weighted by its age (the loss's is not)
-            l = seq.shape[1]
-            w = F.softplus(self.taste_age[:l].flip(0))  # (L,) slot j holds the item l - 1 - j steps back
-            log_post, _ = self.taste.posterior(hist * w[None, :, None], real)
+        # the mixture is fitted by its likelihood alone: the CTR loss reaches taste_scale, not the mixture
+        log_post, target = log_post.detach(), target.detach()
         n_known = (known.sum() - 1).clamp_min(1).float()
         score = torch.logsumexp(log_post + target, dim=-1) + torch.log(n_known)  # (B,)
         score = score * real.any(dim=1).float()
@@ -518,23 +472,6 @@ class SASRecDCN(nn.Module):
         u = (a[..., None] * self.bil_history(self.items.content(seq))).sum(1)  # (B, k)
         t = self.bil_item(self.items.content(item_id))  # (B, k)
         return u, (u * t).sum(-1)  # (B, k), (B,)
-
-    def next_item_score(self, states: torch.Tensor, real: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """log P(target | history) under the next-item model that `next_item_loss` trains on the histories,
-        relative to a uniform pick: <user, t> - log sum_k w_k exp(<user, v_k>) + log n_known, the sum over
-        `score_ids` (all known items, or a fixed weighted sample of them). In a world where the click is drawn
-        like the history's items, this is the Bayes logit up to a constant, learned from every history
-        item rather than from the CTR rows alone; `score_scale` (starting at 1) lets the CTR loss weigh it.
-
-        states (B, L, D), real (B, L), t (B, D) the projected target -> (B,); 0 for a row without history.
-        """
-        user = states[:, -1] * real.any(dim=1, keepdim=True).to(states.dtype)  # (B, D) the state after the last item
-        ids = self.score_ids
-        v = self.project(self.encode_items(ids, self.unknown_mask(ids)))  # (M, D)
-        log_w = self.score_log_weight.to(user.dtype)  # (M,)
-        log_z = torch.logsumexp(user @ v.T + log_w, dim=-1)  # (B,)
-        log_n = torch.logsumexp(log_w, dim=0)  # log of the known items' count
-        return (user * t).sum(-1) - log_z + log_n  # (B,)
 
     def next_item_loss(self, states: torch.Tensor, items: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
         """aux_weight x SASRec's next-item loss: the state after item t scores item t + 1 against

@@ -123,7 +123,7 @@ def test_sequence_encoder_causal_mask():
 
 
 def test_next_item_loss():
-    model = _sasrec(aux_weight=0.5, aux_negatives=16).train()
+    model = _sasrec(aux_weight=0.5, aux_negatives=16, taste_components=0).train()  # the next-item loss alone
     seq, item, likes, views = _batch(min_len=2)
     logits, aux = model(seq, item, likes, views, with_aux=True)
     assert logits.shape == (6,) and aux.shape == () and aux.item() > 0
@@ -136,46 +136,9 @@ def test_next_item_loss():
         model(seq, item, likes, views, with_aux=True)[1].backward()
         opt.step()
     assert model(seq, item, likes, views, with_aux=True)[1].item() < 0.5 * first
-    assert _sasrec(aux_weight=0.0)(seq, item, likes, views, with_aux=True)[1] == 0  # aux_weight 0: no loss
+    assert _sasrec(aux_weight=0.0, taste_components=0)(seq, item, likes, views, with_aux=True)[1] == 0  # no loss
     with pytest.raises(ValueError, match="causal"):
         SASRecDCNConfig(**{**SMALL, "aux_weight": 1.0, "causal": False}).check()
-
-
-def test_next_item_score_is_the_next_item_models_log_probability_of_the_target():
-    model = _sasrec(aux_weight=1.0, next_item_logit=True)  # score_sample 4096 > 49 items: the exact sum
-    seq, item, likes, views = _batch()
-    seq[0] = 0  # a row without history
-    model.set_known_items(torch.arange(0, 30))  # items 1..29 known
-    assert model.score_ids[:29].tolist() == list(range(1, 30))
-    assert torch.isinf(model.score_log_weight[29:]).all() and not model.score_log_weight[:29].any()
-    real = seq > 0
-    with torch.no_grad():
-        states = model.sequence.encode(model.project(model.encode_items(seq)), real)
-        t = model.project(model.encode_items(item))
-        v = model.project(model.encode_items(torch.arange(1, 30)))
-        user = states[:, -1]
-        expected = (user * t).sum(-1) - torch.logsumexp(user @ v.T, dim=-1) + math.log(29)
-        got = model.next_item_score(states, real, t)
-    torch.testing.assert_close(got[1:], expected[1:])
-    assert got[0] == 0  # no history: a uniform guess, nothing added
-    without = model(seq, item, likes, views)
-    with torch.no_grad():
-        model.score_scale.fill_(2.5)
-    torch.testing.assert_close(model(seq, item, likes, views) - without, 1.5 * got)  # the logit moves by it
-    with pytest.raises(ValueError, match="next_item_logit"):
-        SASRecDCNConfig(**{**SMALL, "next_item_logit": True, "aux_weight": 0.0}).check()
-
-
-def test_next_item_score_samples_the_same_known_items_whatever_the_global_rng():
-    picks = []
-    for seed in (0, 1):
-        model = _sasrec(aux_weight=1.0, next_item_logit=True, score_sample=8)
-        torch.manual_seed(seed)
-        model.set_known_items(torch.arange(0, 30))
-        picks.append(model.score_ids.clone())
-        assert set(model.score_ids.tolist()) <= set(range(1, 30)) and len(set(model.score_ids.tolist())) == 8
-        torch.testing.assert_close(model.score_log_weight, torch.full((8,), math.log(29 / 8)))  # sum estimates all 29
-    assert torch.equal(*picks)
 
 
 def test_taste_mixture_scores_the_target_by_the_bayes_posterior_predictive():
@@ -201,9 +164,16 @@ def test_taste_mixture_scores_the_target_by_the_bayes_posterior_predictive():
         log_h = torch.stack([torch.logsumexp(log_prior + log_p[seq[r][real[r]]].sum(0), 0) for r in range(len(item))])
         torch.testing.assert_close(loss, -log_h.sum() / real.sum())  # minus the histories' log-likelihood per item
     without = model(seq, item, likes, views)
+    assert model.taste_scale == 0  # it starts out of the logit: the CTR loss decides how much it counts
     with torch.no_grad():
-        model.taste_scale.fill_(3.0)
+        model.taste_scale.fill_(2.0)
     torch.testing.assert_close(model(seq, item, likes, views) - without, 2.0 * score, rtol=1e-5, atol=1e-5)
+    model.train()  # the CTR loss weighs the score but does not refit the mixture: only its likelihood does
+    model.zero_grad()
+    model(seq, item, likes, views).sum().backward()
+    assert model.taste_scale.grad != 0 and model.taste.id_logit.weight.grad is None
+    model.taste_score(seq, real, item)[1].backward()
+    assert model.taste.id_logit.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="taste"):
         SASRecDCNConfig(**{**SMALL, "taste_components": -1}).check()
 
@@ -267,7 +237,7 @@ def test_id_dropout_is_random_in_training_only():
 def test_next_item_loss_never_uses_items_absent_from_training_as_negatives():
     # pushing never-seen items down as negatives would teach the model they are unlikely, which is how
     # the demo's cold items lost 0.005 valid AUC
-    model = _sasrec(cold_start=True, aux_weight=1.0, aux_negatives=64).train()
+    model = _sasrec(cold_start=True, aux_weight=1.0, aux_negatives=64, taste_components=0).train()
     seq, item, likes, views = _batch(min_len=2)
     seq = torch.where(seq > 0, 1 + seq % 29, seq)  # histories use items 1..29 only
     model.set_known_items(seq)

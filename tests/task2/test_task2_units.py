@@ -95,21 +95,24 @@ def test_without_the_normalisation_the_units_change_the_logits(kind):
 
 @pytest.mark.parametrize("kind", ["SASRecDCN", "MeanPoolMLP"])
 def test_the_first_training_step_is_the_same_at_any_scale(kind):
-    """Gradients too: one AdamW step from the same weights moves every trainable parameter the same way."""
+    """Gradients too: the first training step's gradient of every trainable parameter is the same at any
+    scale, up to float rounding (relative to that parameter's gradient norm; comparing the parameters after an
+    Adam step instead would amplify the rounding of gradients near Adam's eps to steps of the learning rate)."""
     from task2.train import TrainConfig, make_optimizer, train_step
 
     x = _table()
     seq, item, likes, views = _batch()
     batch = {"item_seq": seq, "item_id": item, "likes_level": likes, "views_level": views,
              "label": (item % 3 == 0).float(), "global_size": len(item)}
-    after = []
+    grads = []
     for table in (x.float(), _transformed(x, 30.0, -4.0)):
         model = _build(kind, table, "global").train()
         torch.manual_seed(3)  # the next-item loss draws its negatives from the global generator
         train_step(model, model, make_optimizer(model, TrainConfig(learning_rate=1e-2)), batch, grad_clip=1.0)
-        after.append({k: v.detach().clone() for k, v in model.named_parameters()})
-    for name, p in after[0].items():
-        assert torch.allclose(after[1][name], p, atol=1e-5), name
+        grads.append({k: v.grad.detach().clone() for k, v in model.named_parameters() if v.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) >= 5
+    for name, g in grads[0].items():
+        assert float((grads[1][name] - g).norm()) <= 1e-4 * float(g.norm()) + 1e-9, name
 
 
 def test_statistics_are_buffers_in_the_checkpoint_and_rebuild_exactly():
