@@ -78,12 +78,14 @@ def train_need(model: dict, n_items: int, batch: int, amp: bool) -> Need:
     cfg = SASRecDCNConfig(**{k: v for k, v in model.items() if k in SASRecDCNConfig.__dataclass_fields__})
     d = cfg.seq_dim or (cfg.id_emb_dim + cfg.item_emb_dim)
     dense = (cfg.item_emb_dim + cfg.id_emb_dim) * d + cfg.n_layers * (4 * d * d + 2 * d * cfg.ffn_dim) + 2_000_000
-    trainable = n_items * (cfg.id_emb_dim + 1) + dense  # id vectors, item biases, the dense layers
+    k = cfg.taste_components
+    trainable = n_items * (cfg.id_emb_dim + 1 + k) + dense  # id vectors, item biases, taste logits, dense layers
     frozen = n_items * cfg.item_emb_dim
     b = 2 if amp else 4
     per_sample = (cfg.max_len * d * cfg.n_layers * 24 + cfg.max_len ** 2 * cfg.n_heads * cfg.n_layers * 3
-                  + 4 * (cfg.item_emb_dim + d) * 8) * b
-    raw = 16 * trainable + 4 * frozen + batch * per_sample
+                  + 4 * (cfg.item_emb_dim + d) * 8) * b + cfg.max_len * k * 4 * 4  # the mixture runs in float32
+    # the mixture's normaliser reads every item's content row and taste logits each step, in float32
+    raw = 16 * trainable + 4 * frozen + batch * per_sample + 3 * n_items * (cfg.item_emb_dim + 2 * k) * 4
     return Need("train", raw * MARGIN / GIB + SCRATCH_GIB, "batch_size",
                 f"{trainable / 1e6:.1f} M trainable x 16 B + {frozen / 1e6:.1f} M frozen x 4 B + {batch} x "
                 f"{per_sample / 1e6:.2f} MB per sample")

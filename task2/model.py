@@ -14,8 +14,16 @@ enters multiplied by the projected target. A content match <u, t> compares a lea
 the history's frozen rows with the target's (ids left out, so it cannot memorise pairs), and a learned
 per-item bias is added to the logit. likes_level and views_level get 16-d embeddings each. A DCN-v2 (1
 cross layer) runs beside an MLP of 64 over all of it; one linear layer gives the logit. In training,
-SASRec's next-item loss on the history (`aux_weight`) is added to the CTR loss. The defaults were chosen
-on valid AUC over four generated worlds (docs/results.md).
+SASRec's next-item loss on the history (`aux_weight`) is added to the CTR loss.
+
+A taste mixture (`TasteMixture`, `taste_components` 32) models the histories as draws from one of 32
+hidden item distributions, fitted by their likelihood (`taste_weight`); its posterior predictive
+log P(target | history) enters the logit through a learned weight that starts at 0. It multiplies the
+evidence of every history item, which an attention average cannot, and learns from every history item
+rather than the CTR rows alone: where clicks follow one of many hidden tastes for the items themselves
+and users have few rows, it took the valid AUC of the tuning worlds from 0.7984 to 0.8236 (tuning-corner-01,
+where a correctly specified mixture fitted by EM reaches 0.8253). The defaults were chosen on valid AUC
+over the named worlds and then over sampled tuning worlds (docs/results.md).
 
 Cold start (`cold_start`): an item that never occurs in the training split (as a target or in a history)
 would keep an id embedding that training never shaped, except to push it down whenever the next-item
@@ -88,7 +96,8 @@ class SASRecDCNConfig:
     taste_components: int = 32  # K > 0: a mixture of K item distributions (`TasteMixture`) fitted to the
     #                        histories by likelihood; its log P(target | history), weighed by a learned scalar
     #                        that starts at 0, is added to the logit; 0 = off
-    taste_weight: float = 3.0  # weight of the mixture's likelihood of the histories in the training loss
+    taste_weight: float = 3.0  # weight of the mixture's likelihood of the histories in the training loss (its
+    #                        parameters get no other gradient, so under Adam it matters only through grad_clip)
 
     @property
     def item_dim(self) -> int:
