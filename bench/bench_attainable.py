@@ -35,9 +35,6 @@ import scipy.sparse as sp
 
 from _common import machine, table, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
 
 def training_bags(train: pl.DataFrame) -> sp.csr_matrix:
     """One row per training user: counts of the items in their history and of the items they clicked."""

@@ -243,24 +243,26 @@ class SequenceEncoder(nn.Module):
 class TasteMixture(nn.Module):
     """A latent-taste model of the histories: each user has one of K hidden tastes, each taste k an item
     distribution P(j | k) = softmax_j(a_jk) with a_jk = its id's logit (learned per item) + a linear read of
-    its content row, and a history is K-way mixture of i.i.d. draws. The user's taste posterior multiplies
-    the evidence of every history item (a sum of log-likelihoods, which sharpens with the history's length,
+    its content row, and a history is i.i.d. draws from one taste, the taste drawn from pi. The user's taste
+    posterior multiplies the evidence of every history item (a sum of log-likelihoods, which sharpens with the history's length,
     where an attention average cannot), and the target is scored by the posterior predictive:
 
         log P(j | h) = log sum_k P(k | h) P(j | k),   P(k | h) proportional to pi_k prod_t P(h_t | k).
 
-    It is fitted by maximum likelihood on the histories (`history_loss`, the mixture's log-likelihood of each
-    row's history per item), so every history item trains it, not only the CTR rows' clicks. The
+    It is fitted by maximum likelihood on the histories (minus the log-likelihood of each row's history per
+    item, `SASRecDCN.taste_score`'s loss), so every history item trains it, not only the CTR rows' clicks. The
     distributions run over the items seen in training (`known`); an item never seen there reads by its
     content alone.
 
     Args: n_items; k: tastes; content_dim: width of the (normalised) content rows.
-    Call: see `score` and `history_loss`. Everything runs in float32.
+    Call: `logits` and `log_norm` give log P(j | k) up to and with its normaliser, `posterior` a history's
+    taste posterior and likelihood; `SASRecDCN.taste_score` puts them together. Everything runs in float32.
     """
 
     STEP = 10.0  # its parameters are stored divided by this and used multiplied by it: Adam moves each
     #              parameter by about the learning rate per step, so the mixture learns STEP times faster than
-    #              the network around it (alone, it needs about 0.01 to converge in the epochs a CTR run lasts)
+    #              the network around it (at the network's 0.001 it barely moved in a run's epochs: tuning
+    #              rounds 6 and 7 in docs/results.md)
 
     def __init__(self, n_items: int, k: int, content_dim: int):
         super().__init__()
