@@ -12,6 +12,7 @@ sampler does not move a set: `harness synth --world-params` reads an entry's `pa
   helps or not (bench/bench_task2.py --world-set bench/worlds/heldout.json).
 - tuning_corner (added after held-out round 1): tuning worlds drawn from the corner round 1 fell short in.
 - heldout2 (added with it): held-out round 2, half from the whole family, half from that corner.
+- heldout3: held-out round 3, the same rule from new seeds, written before round 3's proposal was tuned.
 
 Each set was written once, before any run on it; re-running this script rewrites the same bytes.
 """
@@ -58,6 +59,15 @@ SETS = {
         "first_seed": 3001, "count": 8, "where": "alternate",
         "n_train": [15_000, 22_000, 32_000, 48_000, 75_000, 120_000, 220_000, 500_000],
         "emb_scale": [0.01, 30.0, 1.0, 0.1, 10.0, 0.3, 3.0, 0.03],
+    },
+    # Held-out round 3, for the proposal chosen after round 2 (written before that proposal's tuning round ran:
+    # round 2's set has now seen a default, so it is no longer blind). The same rule as round 2 from new seeds.
+    "heldout3": {
+        "purpose": "never used to choose; held-out round 3, for the proposal chosen after round 2",
+        "seeds": "from 4001: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
+        "first_seed": 4001, "count": 8, "where": "alternate",
+        "n_train": [15_000, 20_000, 30_000, 50_000, 80_000, 150_000, 250_000, 500_000],
+        "emb_scale": [30.0, 0.01, 0.3, 3.0, 0.03, 10.0, 0.1, 1.0],
     },
 }
 
