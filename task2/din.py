@@ -183,7 +183,7 @@ class DIN(nn.Module):
         d = self.cfg.embedding_dim
         return torch.cat([base[..., :d], tag_mean, self.emb_proj(base[..., d:])], dim=-1)  # (..., 2d + E)
 
-    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False, packed: bool = True):
+    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False, clicks=None, packed: bool = True):
         seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L)
         target = self.encode_items(item_id)  # (B, Di)

@@ -98,6 +98,8 @@ class SASRecDCNConfig:
     #                        that starts at 0, is added to the logit; 0 = off
     taste_weight: float = 3.0  # weight of the mixture's likelihood of the histories in the training loss (its
     #                        parameters get no other gradient, so under Adam it matters only through grad_clip)
+    taste_clicks: bool = False  # the mixture's likelihood also counts each training row's click as one more
+    #                        draw of its user's taste (log P(history, click) rather than log P(history))
 
     @property
     def item_dim(self) -> int:
@@ -405,7 +407,8 @@ class SASRecDCN(nn.Module):
         id_part = torch.where(unknown[..., None], self.unknown_id.to(v.dtype).expand_as(v[..., :k]), v[..., :k])
         return torch.cat([id_part, v[..., k:]], dim=-1)  # (..., item_dim)
 
-    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
+    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False, clicks=None):
+        """clicks (B,): the rows' labels, read only by the auxiliary loss (`taste_clicks`), never by the logits."""
         cfg = self.cfg
         seq = item_seq[:, -cfg.max_len:].long()  # (B, L)
         real = seq > 0  # (B, L) True = real item
@@ -443,27 +446,34 @@ class SASRecDCN(nn.Module):
             logits = logits + match
         taste_loss = None
         if cfg.taste_components:
-            score, taste_loss = self.taste_score(seq, real, item_id)
+            score, taste_loss = self.taste_score(seq, real, item_id, clicks if with_aux and cfg.taste_clicks else None)
             logits = logits + self.taste_scale * score
         if not with_aux:
             return logits
         aux = self.next_item_loss(states, items, seq)
         return logits, aux if taste_loss is None else aux + cfg.taste_weight * taste_loss
 
-    def taste_score(self, seq: torch.Tensor, real: torch.Tensor, item_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def taste_score(self, seq: torch.Tensor, real: torch.Tensor, item_id: torch.Tensor,
+                    clicks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The TasteMixture's log P(target | history) relative to a uniform pick among the known items (0 for
         a row without history), and its loss on the rows' histories: minus their log-likelihood per history
-        item. seq (B, L), real (B, L), item_id (B,) -> (B,), scalar."""
+        item; with `clicks` (B,) 0/1, the clicked rows' targets count as one more draw each (minus
+        log P(history, target) per draw). seq (B, L), real (B, L), item_id (B,) -> (B,), scalar."""
         with torch.autocast(device_type=seq.device.type, enabled=False):  # likelihoods need float32's range
-            return self._taste_score(seq, real, item_id)
+            return self._taste_score(seq, real, item_id, clicks)
 
-    def _taste_score(self, seq, real, item_id):
+    def _taste_score(self, seq, real, item_id, clicks=None):
         known = self.id_known
         log_norm = self.taste.log_norm(self.items.content(torch.arange(1, len(known), device=seq.device)), known)
         hist = self.taste.logits(seq, self.items.content(seq), known[seq.long()]) - log_norm  # (B, L, K)
         target = self.taste.logits(item_id, self.items.content(item_id), known[item_id.long()]) - log_norm  # (B, K)
         log_post, log_h = self.taste.posterior(hist, real)  # (B, K), (B,)
-        loss = -log_h.sum() / real.sum().clamp_min(1)
+        if clicks is None:
+            loss = -log_h.sum() / real.sum().clamp_min(1)
+        else:  # log P(h, j) = log P(h) + log P(j | h) on the clicked rows
+            c = clicks.float()
+            log_pj = torch.logsumexp(log_post + target, dim=-1)  # (B,)
+            loss = -(log_h.sum() + (c * log_pj).sum()) / (real.sum() + c.sum()).clamp_min(1)
         # the mixture is fitted by its likelihood alone: the CTR loss reaches taste_scale, not the mixture
         log_post, target = log_post.detach(), target.detach()
         n_known = (known.sum() - 1).clamp_min(1).float()

@@ -71,7 +71,7 @@ class MeanPoolMLP(nn.Module):
         """Start the logit at the training split's click rate (see SASRecDCN.init_output_bias)."""
         self.head.bias.fill_(math.log(rate / (1 - rate)) if 0 < rate < 1 else 0.0)
 
-    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False):
+    def forward(self, item_seq, item_id, likes_level, views_level, with_aux: bool = False, clicks=None):
         seq = item_seq[:, -self.cfg.max_len:].long()  # (B, L)
         real = (seq > 0).to(torch.float32)  # (B, L)
         hist = self.items(seq)  # (B, L, D)

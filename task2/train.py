@@ -277,7 +277,7 @@ def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: to
     device_type = batch["label"].device.type
     with torch.autocast(device_type=device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         logits, aux = model(batch["item_seq"], batch["item_id"], batch["likes_level"], batch["views_level"],
-                            with_aux=True)
+                            with_aux=True, clicks=batch["label"])
     bce = F.binary_cross_entropy_with_logits(logits.float(), batch["label"], reduction="sum")
     loss = bce * (world / batch["global_size"]) + aux.float() + raw_model.regularization_loss()
     scaler = scaler or torch.amp.GradScaler("cuda", enabled=False)  # disabled: plain backward and step
