@@ -178,6 +178,39 @@ def test_taste_mixture_scores_the_target_by_the_bayes_posterior_predictive():
         SASRecDCNConfig(**{**SMALL, "taste_components": -1}).check()
 
 
+def test_taste_clicks_fit_the_mixture_on_history_and_click_and_never_reach_the_logits():
+    model = _sasrec(taste_components=3, taste_clicks=True).train()
+    model.set_known_items(torch.arange(0, 30))
+    seq, item, likes, views = _batch()
+    seq[0] = 0  # a click without history is one draw from the prior's mixture
+    item[1] = 40  # a clicked item never seen in training: its content alone
+    real = seq > 0
+    clicks = (torch.arange(len(item)) % 2 == 0).float()
+    clicks[1] = 1.0
+    with torch.no_grad():
+        _, loss = model.taste_score(seq, real, item, clicks)
+        taste = model.taste
+        content = model.items.content(torch.arange(N_ITEMS))
+        a = taste.STEP * (taste.id_logit.weight * model.id_known[:, None] + taste.content(content))  # (N, K)
+        log_p = a - torch.logsumexp(a[1:30], dim=0)
+        log_prior = torch.log_softmax(taste.STEP * taste.log_prior, 0)
+        joint = []
+        for r in range(len(item)):  # log P(h) on every row, log P(h, j) on the clicked ones
+            draws = torch.cat([seq[r][real[r]], item[r:r + 1]]) if clicks[r] else seq[r][real[r]]
+            joint.append(torch.logsumexp(log_prior + log_p[draws].sum(0), 0))
+        torch.testing.assert_close(loss, -torch.stack(joint).sum() / (real.sum() + clicks.sum()),
+                                   rtol=1e-5, atol=1e-5)
+    torch.manual_seed(0)
+    with_clicks = model(seq, item, likes, views, with_aux=True, clicks=clicks)
+    torch.manual_seed(0)
+    flipped = model(seq, item, likes, views, with_aux=True, clicks=1 - clicks)
+    torch.testing.assert_close(with_clicks[0], flipped[0], rtol=0, atol=0)  # the logits never read the labels
+    assert with_clicks[1] != flipped[1]  # the likelihood does
+    model.eval()
+    torch.testing.assert_close(model(seq, item, likes, views), model(seq, item, likes, views, clicks=clicks),
+                               rtol=0, atol=0)
+
+
 def test_taste_mixture_learns_which_items_go_together_from_histories_alone():
     # two tastes: users draw their histories from items 1..10 or from 11..20. Fitted on the histories
     # (the training loss with its CTR part left out), the mixture ranks a target of the history's own group
