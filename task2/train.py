@@ -81,8 +81,8 @@ class TrainConfig:
     min_epoch_steps: int = 50  # > 0: on small data the batch halves (floor 128) until an epoch has this many steps
     eval_batch_size: int = 1024
     learning_rate: float = 1e-3
-    weight_decay: float | None = None  # AdamW, on matrices and embeddings only; None: the model class's own
-    #                         (WEIGHT_DECAY: SASRecDCN 1.0, chosen in tuning round 11; the baselines 0, Adam)
+    weight_decay: float = 1.0  # AdamW, on matrices and embeddings only (SASRecDCN's, tuning round 11; the
+    #                         baselines default to 0, Adam: load_train_config)
     lr_epoch_decay: float = 1.0  # lr *= this after every epoch (1: none; a per-epoch decay assumes a data size)
     lr_decay: float = 0.5  # lr *= this after an epoch without a new best valid AUC (decay on plateau)
     min_learning_rate: float = 1e-5
@@ -107,8 +107,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if (self.learning_rate <= 0 or self.min_learning_rate < 0 or self.grad_clip <= 0
-                or (self.weight_decay is not None and self.weight_decay < 0)):
+        if self.learning_rate <= 0 or self.min_learning_rate < 0 or self.weight_decay < 0 or self.grad_clip <= 0:
             raise ValueError("learning_rate and grad_clip must be > 0; min_learning_rate, weight_decay >= 0")
         if not (0 < self.lr_decay <= 1 and 0 < self.lr_epoch_decay <= 1):
             raise ValueError("lr_decay and lr_epoch_decay must be in (0, 1]")
@@ -120,16 +119,7 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-# AdamW's weight decay per model class when the config leaves it unset. SASRecDCN: 1.0 (docs/results.md, tuning
-# round 11: it raised valid AUC in the small hidden-taste worlds and cost nothing measurable elsewhere); the
-# plain baseline and DIN keep Adam (0), so the references they give do not move.
-WEIGHT_DECAY = {"SASRecDCN": 1.0}
-
-
-def weight_decay(cfg: TrainConfig) -> float:
-    """cfg.weight_decay, or the model class's own when it is None."""
-    return WEIGHT_DECAY.get(cfg.model_class, 0.0) if cfg.weight_decay is None else cfg.weight_decay
-
+PLAIN_TRAIN = {"weight_decay": 0.0}  # MeanPoolMLP's own defaults where they differ from TrainConfig's
 
 MIN_FITTED_BATCH = 128
 
@@ -147,8 +137,9 @@ def batch_for_steps(n_rows: int, batch_size: int, min_steps: int) -> int:
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     """Defaults, then the JSON file's values, then `overrides` (CLI flags, None = not given).
 
-    With model_class "DIN" the defaults are DIN_BASELINE_TRAIN's. A bad key or value is a UserError
-    naming the file.
+    With model_class "DIN" the defaults are DIN_BASELINE_TRAIN's; with "MeanPoolMLP" weight decay defaults
+    to 0 (PLAIN_TRAIN: the plain baseline stays Adam, so the reference it gives does not move with
+    SASRecDCN's tuning). A bad key or value is a UserError naming the file.
     """
     values: dict = {} if path is None else read_json_object(path)
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -156,6 +147,8 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfi
         # batch size and learning rate fitted to the data unless either is given
         fit = "batch_size" not in values and "learning_rate" not in values
         values = {**DIN_BASELINE_TRAIN, "fit_to_data": fit, **values}
+    elif values.get("model_class") == "MeanPoolMLP":
+        values = {**PLAIN_TRAIN, **values}
     try:
         cfg = from_dict(TrainConfig, values)
         _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
@@ -268,11 +261,11 @@ def _stderr(msg: str) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW at cfg.learning_rate; `weight_decay(cfg)` on matrices and embeddings only (AdamW with no weight
-    decay is Adam: DIN's baseline optimizer)."""
+    """AdamW at cfg.learning_rate; cfg.weight_decay on matrices and embeddings only (AdamW with no weight
+    decay is Adam: DIN's baseline optimizer, and the plain baseline's)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay(cfg)},
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
 
 
@@ -470,7 +463,6 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     """Train one model; write the run folder (see the module docstring); return run.json's content."""
     cfg = config or TrainConfig()
     cfg.check()
-    cfg = dataclasses.replace(cfg, weight_decay=weight_decay(cfg))  # config.json records the value used
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
 

@@ -52,7 +52,7 @@ def test_run_folder_contents(mini_run, mini_data):
     assert args["model_class"] == "SASRecDCN" and args["config"]["id_emb_dim"] == 16
     config = json.loads((mini_run / "config.json").read_text())
     assert config["train"]["batch_size"] == 256 and config["effective_batch_size"] == 256
-    assert config["train"]["weight_decay"] == 1.0  # unset: SASRecDCN's own, recorded as the value used
+    assert config["train"]["weight_decay"] == 1.0  # SASRecDCN's default
     assert (mini_run / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -138,22 +138,23 @@ def test_din_defaults_are_the_official_baseline_training(tmp_path):
     assert load_train_config(None).batch_size == 512  # SASRecDCN keeps its own defaults
 
 
-def test_weight_decay_left_unset_is_the_model_class_own_and_reaches_adamw():
+def test_weight_decay_defaults_per_model_class_and_reaches_adamw(tmp_path):
     from task2.registry import build_model
-    from task2.train import make_optimizer, weight_decay
+    from task2.train import make_optimizer
 
     for model_class, expected in (("SASRecDCN", 1.0), ("MeanPoolMLP", 0.0), ("DIN", 0.0)):
-        cfg = load_train_config(None, model_class=model_class)
-        assert weight_decay(cfg) == expected, model_class
-    cfg = load_train_config(None, weight_decay=0.25)
-    assert weight_decay(cfg) == 0.25  # given: kept, for every class
+        assert load_train_config(None, model_class=model_class).weight_decay == expected, model_class
+    assert load_train_config(None, model_class="MeanPoolMLP", weight_decay=0.25).weight_decay == 0.25  # given: kept
     model = build_model({"model_class": "MeanPoolMLP", "config": {"n_items": 10}})
     groups = make_optimizer(model, load_train_config(None, model_class="MeanPoolMLP")).param_groups
     assert [g["weight_decay"] for g in groups] == [0.0, 0.0]
-    groups = make_optimizer(model, load_train_config(None)).param_groups  # the class named in the config
-    assert [g["weight_decay"] for g in groups] == [1.0, 0.0]  # matrices and embeddings decay, the rest not
-    with pytest.raises(UserError, match="weight_decay"):
-        load_train_config(None, weight_decay=-1.0)
+    groups = make_optimizer(model, load_train_config(None, weight_decay=0.5)).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.5, 0.0]  # matrices and embeddings decay, the rest not
+    path = tmp_path / "bad.json"
+    for bad in (-1.0, "x", None):
+        path.write_text(json.dumps({"weight_decay": bad}))
+        with pytest.raises(UserError, match="weight_decay"):
+            load_train_config(path)
 
 
 def test_din_trains_and_predicts_track1(mini_data, tmp_path):
