@@ -81,8 +81,7 @@ class TrainConfig:
     min_epoch_steps: int = 50  # > 0: on small data the batch halves (floor 128) until an epoch has this many steps
     eval_batch_size: int = 1024
     learning_rate: float = 1e-3
-    weight_decay: float = 1.0  # AdamW, on matrices and embeddings only (SASRecDCN's, tuning round 11; the
-    #                         baselines default to 0, Adam: load_train_config)
+    weight_decay: float = 0.0  # AdamW, on matrices and embeddings only
     lr_epoch_decay: float = 1.0  # lr *= this after every epoch (1: none; a per-epoch decay assumes a data size)
     lr_decay: float = 0.5  # lr *= this after an epoch without a new best valid AUC (decay on plateau)
     min_learning_rate: float = 1e-5
@@ -119,8 +118,6 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-PLAIN_TRAIN = {"weight_decay": 0.0}  # MeanPoolMLP's own defaults where they differ from TrainConfig's
-
 MIN_FITTED_BATCH = 128
 
 
@@ -137,9 +134,8 @@ def batch_for_steps(n_rows: int, batch_size: int, min_steps: int) -> int:
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     """Defaults, then the JSON file's values, then `overrides` (CLI flags, None = not given).
 
-    With model_class "DIN" the defaults are DIN_BASELINE_TRAIN's; with "MeanPoolMLP" weight decay defaults
-    to 0 (PLAIN_TRAIN: the plain baseline stays Adam, so the reference it gives does not move with
-    SASRecDCN's tuning). A bad key or value is a UserError naming the file.
+    With model_class "DIN" the defaults are DIN_BASELINE_TRAIN's. A bad key or value is a UserError
+    naming the file.
     """
     values: dict = {} if path is None else read_json_object(path)
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -147,8 +143,6 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfi
         # batch size and learning rate fitted to the data unless either is given
         fit = "batch_size" not in values and "learning_rate" not in values
         values = {**DIN_BASELINE_TRAIN, "fit_to_data": fit, **values}
-    elif values.get("model_class") == "MeanPoolMLP":
-        values = {**PLAIN_TRAIN, **values}
     try:
         cfg = from_dict(TrainConfig, values)
         _, model_cfg_cls = MODEL_CLASSES[cfg.model_class]
@@ -261,8 +255,8 @@ def _stderr(msg: str) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW at cfg.learning_rate; cfg.weight_decay on matrices and embeddings only (AdamW with no weight
-    decay is Adam: DIN's baseline optimizer, and the plain baseline's)."""
+    """AdamW at cfg.learning_rate; cfg.weight_decay on matrices and embeddings only (0 by default, and
+    AdamW with no weight decay is Adam: DIN's baseline optimizer)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},

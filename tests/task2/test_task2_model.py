@@ -179,7 +179,7 @@ def test_taste_mixture_scores_the_target_by_the_bayes_posterior_predictive():
 
 
 def test_taste_clicks_fit_the_mixture_on_history_and_click_and_never_reach_the_logits():
-    model = _sasrec(taste_components=3, taste_clicks=True).train()
+    model = _sasrec(taste_components=3, taste_clicks=True).train()  # an option, off by default
     model.set_known_items(torch.arange(0, 30))
     seq, item, likes, views = _batch()
     seq[0] = 0  # a click without history is one draw from the prior's mixture
