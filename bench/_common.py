@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import resource
 import time
@@ -46,11 +45,13 @@ def write_results(name: str, doc: dict) -> Path:
     run of the same benchmark sits beside the earlier one instead of over it."""
     import re
 
+    from core.io import write_json_atomic
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not re.search(r"_\d{4}-\d{2}-\d{2}$", name):
         name = f"{name}_{_dt.date.today().isoformat()}"
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(path, doc)
     return path
 
 

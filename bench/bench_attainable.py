@@ -34,6 +34,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from _common import machine, table, write_results
+from core.io import write_json_atomic
 
 
 def training_bags(train: pl.DataFrame) -> sp.csr_matrix:
@@ -148,7 +149,7 @@ def main(world_set, set_worlds, data_dirs, segments, cache, alphas, iters, out):
            "how": "mixture of S multinomials (EM) on the training users' histories and clicks; alpha chosen on valid AUC",
            "worlds": results}
     if out:
-        out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(out, doc)
     else:
         print(write_results("task2_attainable", doc))
 

@@ -470,16 +470,15 @@ class SASRecDCN(nn.Module):
         hist = self.taste.logits(seq, self.items.content(seq), known[seq.long()]) - log_norm  # (B, L, K)
         target = self.taste.logits(item_id, self.items.content(item_id), known[item_id.long()]) - log_norm  # (B, K)
         log_post, log_h = self.taste.posterior(hist, real)  # (B, K), (B,)
+        log_pj = torch.logsumexp(log_post + target, dim=-1)  # (B,) log P(target | history)
         if clicks is None:
             loss = -log_h.sum() / real.sum().clamp_min(1)
         else:  # log P(h, j) = log P(h) + log P(j | h) on the clicked rows
             c = clicks.float()
-            log_pj = torch.logsumexp(log_post + target, dim=-1)  # (B,)
             loss = -(log_h.sum() + (c * log_pj).sum()) / (real.sum() + c.sum()).clamp_min(1)
         # the mixture is fitted by its likelihood alone: the CTR loss reaches taste_scale, not the mixture
-        log_post, target = log_post.detach(), target.detach()
         n_known = (known.sum() - 1).clamp_min(1).float()
-        score = torch.logsumexp(log_post + target, dim=-1) + torch.log(n_known)  # (B,)
+        score = log_pj.detach() + torch.log(n_known)  # (B,)
         score = score * real.any(dim=1).float()
         return score, loss
 
