@@ -13,6 +13,7 @@ sampler does not move a set: `harness synth --world-params` reads an entry's `pa
 - tuning_corner (added after held-out round 1): tuning worlds drawn from the corner round 1 fell short in.
 - heldout2 (added with it): held-out round 2, half from the whole family, half from that corner.
 - heldout3: held-out round 3, the same rule from new seeds, written before round 3's proposal was tuned.
+- heldout4: held-out round 4, the same rule from new seeds, written before round 12 (round 4's proposal) ran.
 
 Each set was written once, before any run on it; re-running this script rewrites the same bytes.
 """
@@ -68,6 +69,15 @@ SETS = {
         "first_seed": 4001, "count": 8, "where": "alternate",
         "n_train": [15_000, 20_000, 30_000, 50_000, 80_000, 150_000, 250_000, 500_000],
         "emb_scale": [30.0, 0.01, 0.3, 3.0, 0.03, 10.0, 0.1, 1.0],
+    },
+    # Held-out round 4, for the proposal chosen after round 3 (written before round 12's tuning ran: round 3's
+    # set has seen two defaults and its one loss, heldout3-08, joins the tuning worlds). Same rule, new seeds.
+    "heldout4": {
+        "purpose": "never used to choose; held-out round 4, for the proposal chosen after round 3",
+        "seeds": "from 5001: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
+        "first_seed": 5001, "count": 8, "where": "alternate",
+        "n_train": [15_000, 24_000, 35_000, 55_000, 90_000, 160_000, 280_000, 500_000],
+        "emb_scale": [0.1, 10.0, 0.01, 1.0, 30.0, 0.03, 3.0, 0.3],
     },
 }
 
