@@ -384,6 +384,8 @@ def build(cfg: TrainConfig, data: RunData, proc: Processes) -> tuple[torch.nn.Mo
     base_rate = float(data.train.label.double().mean())
     if hasattr(model, "init_output_bias"):  # start at the base rate: the first epoch's BCE starts at its level
         model.init_output_bias(base_rate)
+    if hasattr(model, "init_item_bias"):  # per-item click log-odds, where the model's config asks for them
+        model.init_item_bias(data.train.item_id, data.train.label, base_rate)
     args = model_args(model)
     torch.manual_seed(cfg.seed + proc.rank)  # dropout streams: rank 0 matches a single-process run
     return (wrap_ddp(model, proc.device) if proc.world > 1 else model), model, args, base_rate
