@@ -216,6 +216,22 @@ def test_raw_product_adds_the_plain_baselines_user_times_target_and_keeps_empty_
     torch.testing.assert_close(captured["x0"][:, -k - on.item_dim:-k], expected)
 
 
+def test_taste_prior_adds_the_gaussian_log_prior_of_the_own_logits_per_training_history_item():
+    seq, item, _, _ = _batch()
+    flat, prior = _sasrec(taste_components=3), _sasrec(taste_components=3, taste_prior_std=0.5)
+    for m in (flat, prior):
+        m.set_known_items(item, seq)  # the training split: these rows' targets and histories
+    assert prior.taste_tokens == int((seq > 0).sum())
+    with torch.no_grad():
+        s0, l0 = flat.taste_score(seq, seq > 0, item)
+        s1, l1 = prior.taste_score(seq, seq > 0, item)
+    a = prior.taste.STEP * prior.taste.id_logit.weight[prior.id_known]
+    torch.testing.assert_close(l1 - l0, (a ** 2).sum() / (2 * 0.25 * prior.taste_tokens))
+    assert torch.equal(s0, s1)  # the prior changes the fit, not the score of given parameters
+    with pytest.raises(ValueError, match="taste_prior_std"):
+        SASRecDCNConfig(**{**SMALL, "taste_prior_std": -1.0}).check()
+
+
 def test_taste_clicks_fit_the_mixture_on_history_and_click_and_never_reach_the_logits():
     model = _sasrec(taste_components=3, taste_clicks=True).train()  # an option, off by default
     model.set_known_items(torch.arange(0, 30))
