@@ -110,6 +110,9 @@ class SASRecDCNConfig:
     taste_prior_std: float = 0.0  # > 0: a Gaussian prior of this std on each item's own logits in the mixture
     #                        (maximum a posteriori instead of likelihood): 32 tastes over 11,000 items hold
     #                        351,000 free logits, beside 472,000 items in the users' histories (tuning-large-01)
+    taste_early_stop: bool = False  # after each epoch, score the validation histories by the mixture's likelihood;
+    #                        once an epoch explains them worse than the best, the mixture goes back to that best
+    #                        epoch's parameters and stops learning (the rest of the model trains on)
     taste_clicks: bool = False  # the mixture's likelihood also counts each training row's click as one more
     #                        draw of its user's taste (log P(history, click) rather than log P(history)); off:
     #                        with weight decay 1 it won the sampled tuning worlds and lost the named worlds
@@ -538,6 +541,37 @@ class SASRecDCN(nn.Module):
         score = log_pj.detach() + torch.log(n_known)  # (B,)
         score = score * real.any(dim=1).float()
         return score, loss
+
+    @torch.no_grad()
+    def taste_history_nll(self, item_seq: torch.Tensor, batch_size: int = 4096) -> float:
+        """Minus the mixture's log-likelihood of these histories (left-padded (N, 64) ids) per history item."""
+        known = self.id_known
+        own = known & self.taste_own if hasattr(self, "taste_own") else known
+        content = self.items.content(torch.arange(1, len(known), device=known.device))
+        log_norm = self.taste.log_norm(content, known, own)
+        total, items = 0.0, 0
+        for start in range(0, len(item_seq), batch_size):
+            seq = item_seq[start:start + batch_size, -self.cfg.max_len:].to(known.device).long()
+            real = seq > 0
+            hist = self.taste.logits(seq, self.items.content(seq), own[seq]) - log_norm
+            total -= float(self.taste.posterior(hist.float(), real)[1].sum())
+            items += int(real.sum())
+        return total / max(items, 1)
+
+    def taste_epoch_end(self, valid_seq: torch.Tensor) -> str | None:
+        """With `taste_early_stop`: keep the mixture's best state on the validation histories; at the first
+        epoch worse than it, restore that state and return a line for the log (the caller stops its updates)."""
+        if not (self.cfg.taste_components and self.cfg.taste_early_stop) or getattr(self, "taste_stopped", False):
+            return None
+        nll = self.taste_history_nll(valid_seq)
+        best = getattr(self, "_taste_best", None)
+        if best is None or nll < best[0]:
+            self._taste_best = (nll, {k: v.detach().clone() for k, v in self.taste.state_dict().items()})
+            return None
+        self.taste.load_state_dict(best[1])
+        self.taste_stopped = True
+        return (f"taste mixture: the validation histories' likelihood fell ({nll:.4f} against {best[0]:.4f} "
+                "per item); back to its best state, no more updates")
 
     def content_match(self, seq: torch.Tensor, real: torch.Tensor,
                       item_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -232,6 +232,25 @@ def test_taste_prior_adds_the_gaussian_log_prior_of_the_own_logits_per_training_
         SASRecDCNConfig(**{**SMALL, "taste_prior_std": -1.0}).check()
 
 
+def test_taste_early_stop_restores_the_mixtures_best_state_on_the_validation_histories():
+    model = _sasrec(taste_components=3, taste_early_stop=True)
+    seq, item, _, _ = _batch()
+    with torch.no_grad():
+        _, loss = model.taste_score(seq, seq > 0, item)
+    assert model.taste_history_nll(seq, batch_size=4) == pytest.approx(float(loss), rel=1e-5)  # in slices too
+    assert model.taste_epoch_end(seq) is None  # the first epoch is the best so far
+    best = {k: v.clone() for k, v in model.taste.state_dict().items()}
+    with torch.no_grad():  # a mixture that puts all its mass on one item, absent from the histories
+        model.taste.id_logit.weight.zero_()
+        model.taste.id_logit.weight[N_ITEMS - 1] = 10.0
+    assert model.taste_history_nll(seq) > float(loss) + 1.0
+    note = model.taste_epoch_end(seq)  # worse: back to the best state, and stopped for good
+    assert "back to its best state" in note and model.taste_stopped
+    assert all(torch.equal(v, best[k]) for k, v in model.taste.state_dict().items())
+    assert model.taste_epoch_end(seq) is None
+    assert _sasrec(taste_components=3).taste_epoch_end(seq) is None  # the option off: nothing happens
+
+
 def test_taste_clicks_fit_the_mixture_on_history_and_click_and_never_reach_the_logits():
     model = _sasrec(taste_components=3, taste_clicks=True).train()  # an option, off by default
     model.set_known_items(torch.arange(0, 30))
