@@ -88,13 +88,7 @@ class SASRecDCNConfig:
     mean_readout: bool = True  # the user also as the mean of the history's item vectors (order-free)
     target_attention: bool = False  # the user also as the states weighted by their match with the target
     product: bool = True  # each user readout * the projected target as head inputs
-    raw_product: bool = False  # the mean of the history's item vectors * the target's, both unprojected
-    #                        ([id, content]), as a head input: the plain baseline's user * target
     item_bias: bool = True  # a learned scalar per item added to the logit (unknown items share one)
-    item_bias_scale: float = 1.0  # the per-item bias is this times its parameter: under Adam, whose steps do
-    #                        not depend on the gradient's size, that many times its learning rate
-    item_bias_init: float = 0.0  # > 0: start each known item's bias at its training rows' click log-odds
-    #                        (minus the base rate's), shrunk towards 0 by this many pseudo-rows; 0 = start at 0
     bilinear_dim: int = 64  # > 0: add <u, t> to the logit, u a position-weighted mean of the history's content
     #                        rows and t the target's, each projected to this width (ids left out); 0 = off
     item_emb_norm: str = "global"  # how item_emb_d128 is read (layers.ItemEncoder): "global" centres it and
@@ -104,15 +98,11 @@ class SASRecDCNConfig:
     #                        that starts at 0, is added to the logit; 0 = off
     taste_weight: float = 3.0  # weight of the mixture's likelihood of the histories in the training loss (its
     #                        parameters get no other gradient, so under Adam it matters only through grad_clip)
-    taste_min_count: int = 1  # an item needs this many rows in the training split (as a target or in a history)
-    #                        for its own logits in the mixture; a rarer one is read by its content alone, so
-    #                        that a tail item seen once cannot tie one taste to one history (1: every item seen)
     taste_prior_std: float = 0.0  # > 0: a Gaussian prior of this std on each item's own logits in the mixture
     #                        (maximum a posteriori instead of likelihood): 32 tastes over 11,000 items hold
-    #                        351,000 free logits, beside 472,000 items in the users' histories (tuning-large-01)
-    taste_early_stop: bool = False  # after each epoch, score the validation histories by the mixture's likelihood;
-    #                        once an epoch explains them worse than the best, the mixture goes back to that best
-    #                        epoch's parameters and stops learning (the rest of the model trains on)
+    #                        351,000 free logits, beside 472,000 items in the users' histories (tuning-large-01);
+    #                        off: std 0.3 gained 0.0022 valid AUC there and cost tuning-corner-01 0.0067
+    #                        (docs/results.md, "Round 12")
     taste_clicks: bool = False  # the mixture's likelihood also counts each training row's click as one more
     #                        draw of its user's taste (log P(history, click) rather than log P(history)); off:
     #                        with weight decay 1 it won the sampled tuning worlds and lost the named worlds
@@ -132,8 +122,8 @@ class SASRecDCNConfig:
     def head_dim(self) -> int:
         """Width of the head's input: user, target, levels, and the optional readouts."""
         readouts = 1 + self.mean_readout + self.target_attention
-        return (readouts * (1 + self.product) * self.d_model + self.item_dim * (1 + self.raw_product)
-                + 2 * self.level_dim + self.bilinear_dim)
+        return (readouts * (1 + self.product) * self.d_model + self.item_dim + 2 * self.level_dim
+                + self.bilinear_dim)
 
     def check(self) -> None:
         """Raise ValueError on values the model cannot be built with."""
@@ -147,16 +137,14 @@ class SASRecDCNConfig:
             raise ValueError("max_len >= 1, n_items >= 2 and a non-empty mlp_dims are required")
         if not all(0.0 <= p < 1.0 for p in (self.dropout, self.net_dropout, self.id_dropout)):
             raise ValueError("dropout, net_dropout and id_dropout must be in [0, 1)")
-        if self.item_bias_scale <= 0 or self.item_bias_init < 0:
-            raise ValueError("item_bias_scale must be > 0 and item_bias_init >= 0")
         if not 0.0 <= self.history_id_dropout <= 1.0:
             raise ValueError("history_id_dropout must be in [0, 1]")
         if self.aux_weight < 0 or self.aux_negatives < 1 or (self.aux_weight > 0 and not self.causal):
             raise ValueError("aux_weight >= 0 (and > 0 only with causal = true), aux_negatives >= 1")
         if self.taste_prior_std < 0:
             raise ValueError("taste_prior_std must be >= 0")
-        if self.taste_components < 0 or self.taste_weight < 0 or self.taste_min_count < 1:
-            raise ValueError("taste_components and taste_weight must be >= 0, taste_min_count >= 1")
+        if self.taste_components < 0 or self.taste_weight < 0:
+            raise ValueError("taste_components and taste_weight must be >= 0")
         if self.item_emb_norm not in ITEM_EMB_NORMS:
             raise ValueError(f"item_emb_norm must be one of {', '.join(ITEM_EMB_NORMS)}, got {self.item_emb_norm!r}")
 
@@ -307,11 +295,10 @@ class TasteMixture(nn.Module):
         a = self.id_logit(ids.long()).float() * known[..., None].float()
         return self.STEP * (a + self.content(content.float()))
 
-    def log_norm(self, all_content: torch.Tensor, known: torch.Tensor, own: torch.Tensor | None = None) -> torch.Tensor:
-        """(K,) log sum_j exp(a_jk) over the known real items (rows 1.. of the table); `own` (default: known)
-        marks the items whose id logits count (the others: content alone)."""
+    def log_norm(self, all_content: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """(K,) log sum_j exp(a_jk) over the known real items (rows 1.. of the table)."""
         ids = torch.arange(1, len(known), device=known.device)
-        a = self.logits(ids, all_content, (known if own is None else own)[1:])  # (N - 1, K)
+        a = self.logits(ids, all_content, known[1:])  # (N - 1, K)
         return torch.logsumexp(a.masked_fill(~known[1:, None], float("-inf")), dim=0)
 
     def posterior(self, hist_logp: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -365,8 +352,6 @@ class SASRecDCN(nn.Module):
         if cfg.taste_components:
             self.taste = TasteMixture(cfg.n_items, cfg.taste_components, cfg.item_emb_dim)
             self.taste_scale = nn.Parameter(torch.zeros(()))
-            if cfg.taste_min_count > 1:  # items with their own logits in the mixture (set_known_items)
-                self.register_buffer("taste_own", torch.ones(cfg.n_items, dtype=torch.bool), persistent=True)
         in_dim = cfg.head_dim
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
         self.mlp = MLP(in_dim, cfg.mlp_dims, cfg.net_dropout)
@@ -399,39 +384,14 @@ class SASRecDCN(nn.Module):
         epoch's valid BCE starts at the base rate's instead of at log 2, however few steps the epoch has."""
         self.head.bias.fill_(math.log(rate / (1 - rate)) if 0 < rate < 1 else 0.0)
 
-    @torch.no_grad()
-    def init_item_bias(self, item_id: torch.Tensor, label: torch.Tensor, rate: float) -> None:
-        """With `item_bias_init` a > 0: each item's bias starts at logit((clicks + a r) / (rows + a)) - logit(r),
-        its training rows' click rate shrunk towards the base rate r by a pseudo-rows (0 for an item without
-        rows). A large catalogue trained for one or two epochs gives each item's bias too few Adam steps to
-        travel from 0 to the item's popularity; the statistics are a fit, like the output bias's start."""
-        a = self.cfg.item_bias_init
-        if not (self.cfg.item_bias and a > 0 and 0 < rate < 1):
-            return
-        ids = item_id.long().reshape(-1)
-        rows = torch.zeros(self.cfg.n_items, dtype=torch.float64, device=ids.device).index_add_(
-            0, ids, torch.ones_like(ids, dtype=torch.float64))
-        clicks = torch.zeros_like(rows).index_add_(0, ids, label.reshape(-1).to(torch.float64))
-        p = (clicks + a * rate) / (rows + a)
-        b = torch.log(p / (1 - p)) - math.log(rate / (1 - rate))
-        b[0] = 0.0
-        self.bias.weight.copy_((b / self.cfg.item_bias_scale).to(self.bias.weight.dtype)[:, None])
-
     def set_known_items(self, *ids: torch.Tensor) -> None:
         """Mark the item ids in `ids` (tensors of any shape, int32 or int64) as seen in training; padding 0
         counts as known. Indexing widens int32 indices to an int64 copy, so each tensor goes in slices of
         KNOWN_CHUNK ids: at full size (3.6 M x 64 histories) the peak grows by 58 MiB instead of 1.76 GiB
-        (measured on the CPU, bench/results/known_items_full_cpu_2026-12-03.json). With taste_min_count > 1 it
-        also counts each item's occurrences (a history item once per row it is in) for `taste_own`."""
+        (measured on the CPU, bench/results/known_items_full_cpu_2026-12-03.json). It also counts the history
+        items (the 2-D tensors' real ids) for `taste_prior_std`'s scale."""
         # the taste loss is per history item: its prior is divided by the training split's history items
         self.taste_tokens = float(sum(int((t > 0).sum()) for t in ids if t.dim() == 2)) or 1.0
-        if hasattr(self, "taste_own"):
-            count = torch.zeros(self.cfg.n_items, dtype=torch.int64, device=self.taste_own.device)
-            for t in ids:
-                for part in t.reshape(-1).split(KNOWN_CHUNK):
-                    count += torch.bincount(part.long(), minlength=self.cfg.n_items)
-            self.taste_own.copy_(count >= self.cfg.taste_min_count)
-            self.taste_own[0] = True
         if not self.cfg.cold_start:
             return
         known = torch.zeros_like(self.id_known)
@@ -467,8 +427,7 @@ class SASRecDCN(nn.Module):
         real = seq > 0  # (B, L) True = real item
         p = cfg.history_id_dropout  # 1: history items are content only, in training and prediction alike
         hist_unknown = self.unknown_mask(seq, p if self.training or p >= 1.0 else 0.0)  # (B, L)
-        raw = self.encode_items(seq, hist_unknown)  # (B, L, item_dim)
-        items = self.project(raw)  # (B, L, D)
+        items = self.project(self.encode_items(seq, hist_unknown))  # (B, L, D)
         states = self.sequence.encode(items, real)  # (B, L, D)
         user = self.sequence.pool(states, real)  # (B, D)
         unknown = self.unknown_mask(item_id, cfg.id_dropout if self.training else 0.0)  # (B,)
@@ -486,9 +445,6 @@ class SASRecDCN(nn.Module):
         parts += users[1:]
         if cfg.product:  # each user readout times the target, element by element
             parts += [u * t for u in users]  # k x (B, D)
-        if cfg.raw_product:
-            w_raw = w[..., None].to(raw.dtype)
-            parts.append((raw * w_raw).sum(1) / w_raw.sum(1).clamp_min(1.0) * target)  # (B, item_dim)
         match = None
         if cfg.bilinear_dim:  # the content match's user side also reaches the head (a per-user term)
             u_content, match = self.content_match(seq, real, item_id)  # (B, k), (B,)
@@ -498,8 +454,7 @@ class SASRecDCN(nn.Module):
         logits = self.head(h).squeeze(-1)  # (B,)
         if cfg.item_bias:
             bias = self.bias(item_id.long()).squeeze(-1)  # (B,)
-            bias = torch.where(unknown, self.unknown_bias.to(bias.dtype), bias)
-            logits = logits + (bias if cfg.item_bias_scale == 1.0 else cfg.item_bias_scale * bias)
+            logits = logits + torch.where(unknown, self.unknown_bias.to(bias.dtype), bias)
         if match is not None:
             logits = logits + match
         taste_loss = None
@@ -522,16 +477,15 @@ class SASRecDCN(nn.Module):
 
     def _taste_score(self, seq, real, item_id, clicks=None):
         known = self.id_known
-        own = known & self.taste_own if hasattr(self, "taste_own") else known  # items with their own logits
-        log_norm = self.taste.log_norm(self.items.content(torch.arange(1, len(known), device=seq.device)), known, own)
-        hist = self.taste.logits(seq, self.items.content(seq), own[seq.long()]) - log_norm  # (B, L, K)
-        target = self.taste.logits(item_id, self.items.content(item_id), own[item_id.long()]) - log_norm  # (B, K)
+        log_norm = self.taste.log_norm(self.items.content(torch.arange(1, len(known), device=seq.device)), known)
+        hist = self.taste.logits(seq, self.items.content(seq), known[seq.long()]) - log_norm  # (B, L, K)
+        target = self.taste.logits(item_id, self.items.content(item_id), known[item_id.long()]) - log_norm  # (B, K)
         log_post, log_h = self.taste.posterior(hist, real)  # (B, K), (B,)
         log_pj = torch.logsumexp(log_post + target, dim=-1)  # (B,) log P(target | history)
         if clicks is None:
             loss = -log_h.sum() / real.sum().clamp_min(1)
             if self.cfg.taste_prior_std > 0:  # minus the log prior of the own logits, per training history item
-                a = self.taste.STEP * self.taste.id_logit.weight[own]
+                a = self.taste.STEP * self.taste.id_logit.weight[known]
                 loss = loss + (a.float() ** 2).sum() / (2 * self.cfg.taste_prior_std ** 2 * self.taste_tokens)
         else:  # log P(h, j) = log P(h) + log P(j | h) on the clicked rows
             c = clicks.float()
@@ -541,37 +495,6 @@ class SASRecDCN(nn.Module):
         score = log_pj.detach() + torch.log(n_known)  # (B,)
         score = score * real.any(dim=1).float()
         return score, loss
-
-    @torch.no_grad()
-    def taste_history_nll(self, item_seq: torch.Tensor, batch_size: int = 4096) -> float:
-        """Minus the mixture's log-likelihood of these histories (left-padded (N, 64) ids) per history item."""
-        known = self.id_known
-        own = known & self.taste_own if hasattr(self, "taste_own") else known
-        content = self.items.content(torch.arange(1, len(known), device=known.device))
-        log_norm = self.taste.log_norm(content, known, own)
-        total, items = 0.0, 0
-        for start in range(0, len(item_seq), batch_size):
-            seq = item_seq[start:start + batch_size, -self.cfg.max_len:].to(known.device).long()
-            real = seq > 0
-            hist = self.taste.logits(seq, self.items.content(seq), own[seq]) - log_norm
-            total -= float(self.taste.posterior(hist.float(), real)[1].sum())
-            items += int(real.sum())
-        return total / max(items, 1)
-
-    def taste_epoch_end(self, valid_seq: torch.Tensor) -> str | None:
-        """With `taste_early_stop`: keep the mixture's best state on the validation histories; at the first
-        epoch worse than it, restore that state and return a line for the log (the caller stops its updates)."""
-        if not (self.cfg.taste_components and self.cfg.taste_early_stop) or getattr(self, "taste_stopped", False):
-            return None
-        nll = self.taste_history_nll(valid_seq)
-        best = getattr(self, "_taste_best", None)
-        if best is None or nll < best[0]:
-            self._taste_best = (nll, {k: v.detach().clone() for k, v in self.taste.state_dict().items()})
-            return None
-        self.taste.load_state_dict(best[1])
-        self.taste_stopped = True
-        return (f"taste mixture: the validation histories' likelihood fell ({nll:.4f} against {best[0]:.4f} "
-                "per item); back to its best state, no more updates")
 
     def content_match(self, seq: torch.Tensor, real: torch.Tensor,
                       item_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

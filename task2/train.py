@@ -257,14 +257,10 @@ def _stderr(msg: str) -> None:
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW at cfg.learning_rate; cfg.weight_decay on matrices and embeddings only (0 by default, and
     AdamW with no weight decay is Adam: DIN's baseline optimizer)."""
-    own = getattr(getattr(model, "cfg", None), "taste_early_stop", False) and hasattr(model, "taste")
-    apart = {id(p) for p in model.taste.parameters()} if own else set()  # its own group: its lr can go to 0
-    params = [p for p in model.parameters() if p.requires_grad and id(p) not in apart]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    if own:
-        groups.append({"params": list(model.taste.parameters()), "weight_decay": 0.0, "taste": True})
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
 
 
 def train_step(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
@@ -388,8 +384,6 @@ def build(cfg: TrainConfig, data: RunData, proc: Processes) -> tuple[torch.nn.Mo
     base_rate = float(data.train.label.double().mean())
     if hasattr(model, "init_output_bias"):  # start at the base rate: the first epoch's BCE starts at its level
         model.init_output_bias(base_rate)
-    if hasattr(model, "init_item_bias"):  # per-item click log-odds, where the model's config asks for them
-        model.init_item_bias(data.train.item_id, data.train.label, base_rate)
     args = model_args(model)
     torch.manual_seed(cfg.seed + proc.rank)  # dropout streams: rank 0 matches a single-process run
     return (wrap_ddp(model, proc.device) if proc.world > 1 else model), model, args, base_rate
@@ -499,8 +493,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     period = Plateau(cfg.plateau_steps)
     train_seconds, samples_total, skipped_total = 0.0, 0, 0
     for epoch in range(1, cfg.epochs + 1):
-        for group in optimizer.param_groups:  # a stopped taste mixture's group stays at 0
-            group["lr"] = 0.0 if group.get("taste") and getattr(raw_model, "taste_stopped", False) else lr
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         train_loss, aux_loss, seen, steps, skipped, epoch_s = train_epoch(
             model, raw_model, optimizer, scaler, generator, data.train, cfg, proc, f"epoch {epoch}", progress)
         if not math.isfinite(train_loss):
@@ -517,10 +511,6 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
             best_auc, best_epoch = valid_auc, epoch
             if proc.is_main:
                 _save_checkpoint(out_dir / "model.safetensors", raw_model)
-        if hasattr(raw_model, "taste_epoch_end"):  # taste_early_stop (after the checkpoint this epoch scored)
-            note = raw_model.taste_epoch_end(data.valid.item_seq)  # the same decision on every process
-            if note and proc.is_main:
-                log(f"epoch {epoch}: {note}")
         decided = period.close_epoch(improved)  # None inside a period; else whether it held a new best
         if decided is not None:
             since_best = 0 if decided else since_best + 1

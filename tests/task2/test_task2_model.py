@@ -178,44 +178,6 @@ def test_taste_mixture_scores_the_target_by_the_bayes_posterior_predictive():
         SASRecDCNConfig(**{**SMALL, "taste_components": -1}).check()
 
 
-def test_taste_min_count_reads_rare_items_by_content_alone_in_the_mixture():
-    model = _sasrec(taste_components=3, taste_min_count=3)
-    targets = torch.tensor([5, 5, 6])
-    hists = torch.tensor([[0, 5, 7], [8, 8, 8]])  # counts: 5 three times, 8 three, 6 and 7 once
-    model.set_known_items(targets, hists)
-    assert model.taste_own.nonzero().flatten().tolist() == [0, 5, 8]  # padding, then the items seen >= 3 times
-    assert model.id_known.nonzero().flatten().tolist() == [0, 5, 6, 7, 8]  # the support: every item seen
-    seq = torch.tensor([[0, 6, 7], [5, 8, 7]])
-    item = torch.tensor([7, 6])
-    with torch.no_grad():
-        before, loss_before = model.taste_score(seq, seq > 0, item)
-        model.taste.id_logit.weight[[6, 7]] += 5.0  # a rare item's own logits do not count ...
-        after, loss_after = model.taste_score(seq, seq > 0, item)
-        assert torch.equal(before, after) and torch.equal(loss_before, loss_after)
-        model.taste.id_logit.weight[5] += 5.0  # ... a frequent one's do
-        assert not torch.equal(model.taste_score(seq, seq > 0, item)[0], after)
-    assert "taste_own" not in _sasrec(taste_components=3).state_dict()  # 1 (the default): no extra buffer
-    with pytest.raises(ValueError, match="taste_min_count"):
-        SASRecDCNConfig(**{**SMALL, "taste_min_count": 0}).check()
-
-
-def test_raw_product_adds_the_plain_baselines_user_times_target_and_keeps_empty_rows_finite():
-    off, on = SASRecDCNConfig(**SMALL), SASRecDCNConfig(**{**SMALL, "raw_product": True})
-    assert on.head_dim == off.head_dim + on.item_dim
-    model = _sasrec(raw_product=True)
-    seq, item, likes, views = _batch()
-    seq[0] = 0  # no history: the mean is 0, not NaN
-    captured = {}
-    model.cross.register_forward_hook(lambda m, args, out: captured.setdefault("x0", args[0]))
-    logits = model(seq, item, likes, views)
-    assert torch.isfinite(logits).all()
-    raw = model.encode_items(seq)  # (B, L, item_dim)
-    w = (seq > 0).float()[..., None]
-    expected = (raw * w).sum(1) / w.sum(1).clamp_min(1.0) * model.encode_items(item)
-    k = on.bilinear_dim  # the product sits just before the content match's user side
-    torch.testing.assert_close(captured["x0"][:, -k - on.item_dim:-k], expected)
-
-
 def test_taste_prior_adds_the_gaussian_log_prior_of_the_own_logits_per_training_history_item():
     seq, item, _, _ = _batch()
     flat, prior = _sasrec(taste_components=3), _sasrec(taste_components=3, taste_prior_std=0.5)
@@ -230,25 +192,6 @@ def test_taste_prior_adds_the_gaussian_log_prior_of_the_own_logits_per_training_
     assert torch.equal(s0, s1)  # the prior changes the fit, not the score of given parameters
     with pytest.raises(ValueError, match="taste_prior_std"):
         SASRecDCNConfig(**{**SMALL, "taste_prior_std": -1.0}).check()
-
-
-def test_taste_early_stop_restores_the_mixtures_best_state_on_the_validation_histories():
-    model = _sasrec(taste_components=3, taste_early_stop=True)
-    seq, item, _, _ = _batch()
-    with torch.no_grad():
-        _, loss = model.taste_score(seq, seq > 0, item)
-    assert model.taste_history_nll(seq, batch_size=4) == pytest.approx(float(loss), rel=1e-5)  # in slices too
-    assert model.taste_epoch_end(seq) is None  # the first epoch is the best so far
-    best = {k: v.clone() for k, v in model.taste.state_dict().items()}
-    with torch.no_grad():  # a mixture that puts all its mass on one item, absent from the histories
-        model.taste.id_logit.weight.zero_()
-        model.taste.id_logit.weight[N_ITEMS - 1] = 10.0
-    assert model.taste_history_nll(seq) > float(loss) + 1.0
-    note = model.taste_epoch_end(seq)  # worse: back to the best state, and stopped for good
-    assert "back to its best state" in note and model.taste_stopped
-    assert all(torch.equal(v, best[k]) for k, v in model.taste.state_dict().items())
-    assert model.taste_epoch_end(seq) is None
-    assert _sasrec(taste_components=3).taste_epoch_end(seq) is None  # the option off: nothing happens
 
 
 def test_taste_clicks_fit_the_mixture_on_history_and_click_and_never_reach_the_logits():
@@ -322,38 +265,6 @@ def test_cold_start_items_absent_from_training_share_the_unknown_id_vector():
     plain = _sasrec(cold_start=False)  # cold_start off: every item keeps its id row
     plain.set_known_items(torch.tensor([3]))
     assert plain.id_known.all()
-
-
-def test_item_bias_starts_at_shrunk_click_log_odds_and_its_scale_multiplies_it():
-    model = _sasrec(item_bias_init=2.0)
-    ids = torch.tensor([3, 3, 3, 3, 7, 7], dtype=torch.int32)
-    label = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
-    rate = 0.25
-    model.init_item_bias(ids, label, rate)
-    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
-    b = model.bias.weight.squeeze(-1)
-    assert b[3].item() == pytest.approx(logit((3 + 2 * rate) / (4 + 2)) - logit(rate), rel=1e-6)
-    assert b[7].item() == pytest.approx(logit((0 + 2 * rate) / (2 + 2)) - logit(rate), rel=1e-6)
-    assert b[3] > 0 > b[7] and b[0] == 0 and b[5] == 0  # padding and an item without rows stay at 0
-    scaled = _sasrec(item_bias_init=2.0, item_bias_scale=10.0)
-    scaled.init_item_bias(ids, label, rate)  # the parameter is stored / scale, so the logit gets the same bias
-    assert torch.allclose(10.0 * scaled.bias.weight, model.bias.weight)
-    seq, item, likes, views = _batch()
-    with torch.no_grad():  # the scale multiplies the bias in the logit
-        model.bias.weight.zero_()
-        scaled.bias.weight.zero_()
-        scaled.load_state_dict(model.state_dict())
-        model.bias.weight[item[0]] = 1.0
-        scaled.bias.weight[item[0]] = 1.0
-    delta = scaled(seq, item, likes, views) - model(seq, item, likes, views)
-    assert delta[0].item() == pytest.approx(9.0, abs=1e-5)
-    assert torch.equal(delta[item != item[0]], torch.zeros_like(delta[item != item[0]]))
-    off = _sasrec()  # item_bias_init 0 (the default): the bias keeps its zero start
-    off.init_item_bias(ids, label, rate)
-    assert torch.equal(off.bias.weight, torch.zeros_like(off.bias.weight))
-    for bad in (dict(item_bias_scale=0.0), dict(item_bias_init=-1.0)):
-        with pytest.raises(ValueError, match="item_bias"):
-            SASRecDCNConfig(**{**SMALL, **bad}).check()
 
 
 def test_id_dropout_is_random_in_training_only():

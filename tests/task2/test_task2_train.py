@@ -146,11 +146,6 @@ def test_weight_decay_reaches_adamw_on_matrices_and_embeddings_only(tmp_path):
     model = build_model({"model_class": "MeanPoolMLP", "config": {"n_items": 10}})
     groups = make_optimizer(model, load_train_config(None, weight_decay=0.5)).param_groups
     assert [g["weight_decay"] for g in groups] == [0.5, 0.0]  # matrices and embeddings decay, the rest not
-    sasrec = build_model({"model_class": "SASRecDCN", "config": {"n_items": 10, "taste_early_stop": True}})
-    groups = make_optimizer(sasrec, load_train_config(None)).param_groups  # taste_early_stop: the mixture apart
-    assert len(groups) == 3 and groups[2].get("taste")
-    assert {id(p) for p in groups[2]["params"]} == {id(p) for p in sasrec.taste.parameters()}
-    assert sum(len(g["params"]) for g in groups) == len(list(sasrec.parameters()))
     path = tmp_path / "bad.json"
     for bad in (-1.0, "x", None):
         path.write_text(json.dumps({"weight_decay": bad}))
