@@ -103,6 +103,8 @@ class SASRecDCNConfig:
     #                        351,000 free logits, beside 472,000 items in the users' histories (tuning-large-01);
     #                        off: std 0.3 gained 0.0022 valid AUC there and cost tuning-corner-01 0.0067
     #                        (docs/results.md, "Round 12")
+    taste_pmi: bool = False  # the score is log P(target | history) - log P(target): what the history adds to
+    #                        the target's own frequency in the histories (the per-item bias has that already)
     taste_clicks: bool = False  # the mixture's likelihood also counts each training row's click as one more
     #                        draw of its user's taste (log P(history, click) rather than log P(history)); off:
     #                        with weight decay 1 it won the sampled tuning worlds and lost the named worlds
@@ -482,6 +484,9 @@ class SASRecDCN(nn.Module):
         target = self.taste.logits(item_id, self.items.content(item_id), known[item_id.long()]) - log_norm  # (B, K)
         log_post, log_h = self.taste.posterior(hist, real)  # (B, K), (B,)
         log_pj = torch.logsumexp(log_post + target, dim=-1)  # (B,) log P(target | history)
+        if self.cfg.taste_pmi:  # minus log P(target) = log sum_k pi_k P(target | k)
+            log_pi = torch.log_softmax(self.taste.STEP * self.taste.log_prior, 0)
+            pmi = log_pj - torch.logsumexp(log_pi + target, dim=-1)  # (B,)
         if clicks is None:
             loss = -log_h.sum() / real.sum().clamp_min(1)
             if self.cfg.taste_prior_std > 0:  # minus the log prior of the own logits, per training history item
@@ -492,7 +497,7 @@ class SASRecDCN(nn.Module):
             loss = -(log_h.sum() + (c * log_pj).sum()) / (real.sum() + c.sum()).clamp_min(1)
         # the mixture is fitted by its likelihood alone: the CTR loss reaches taste_scale, not the mixture
         n_known = (known.sum() - 1).clamp_min(1).float()
-        score = log_pj.detach() + torch.log(n_known)  # (B,)
+        score = pmi.detach() if self.cfg.taste_pmi else log_pj.detach() + torch.log(n_known)  # (B,)
         score = score * real.any(dim=1).float()
         return score, loss
 

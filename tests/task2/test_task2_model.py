@@ -194,6 +194,31 @@ def test_taste_prior_adds_the_gaussian_log_prior_of_the_own_logits_per_training_
         SASRecDCNConfig(**{**SMALL, "taste_prior_std": -1.0}).check()
 
 
+def test_taste_pmi_scores_what_the_history_adds_to_the_targets_own_frequency():
+    model = _sasrec(taste_components=3, taste_pmi=True)
+    model.set_known_items(torch.arange(0, 30))
+    seq, item, _, _ = _batch()
+    seq[0] = 0  # no history: nothing added
+    real = seq > 0
+    with torch.no_grad():
+        score, _ = model.taste_score(seq, real, item)
+        taste = model.taste
+        a = taste.STEP * (taste.id_logit.weight * model.id_known[:, None]
+                          + taste.content(model.items.content(torch.arange(N_ITEMS))))  # (N, K)
+        log_p = a - torch.logsumexp(a[1:30], dim=0)  # log P(j | k)
+        log_prior = torch.log_softmax(taste.STEP * taste.log_prior, 0)
+        for r in range(1, len(item)):
+            post = torch.softmax(log_prior + log_p[seq[r][real[r]]].sum(0), 0)  # P(k | h)
+            marginal = (log_prior.exp() * log_p[item[r]].exp()).sum()  # P(j) = sum_k pi_k P(j | k)
+            expected = torch.log((post * log_p[item[r]].exp()).sum()) - torch.log(marginal)
+            torch.testing.assert_close(score[r], expected, rtol=1e-5, atol=1e-5)
+    assert score[0] == 0
+    plain = _sasrec(taste_components=3)  # the same weights without the option: log P(j | h) + log 29
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(plain.taste_score(seq, real, item)[0][1:], score[1:])
+
+
 def test_taste_clicks_fit_the_mixture_on_history_and_click_and_never_reach_the_logits():
     model = _sasrec(taste_components=3, taste_clicks=True).train()  # an option, off by default
     model.set_known_items(torch.arange(0, 30))
