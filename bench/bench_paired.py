@@ -24,6 +24,7 @@ import click
 import polars as pl
 
 from _common import machine, table, write_results
+from core.io import write_json_atomic
 from core.metrics import paired_auc_difference
 
 
@@ -76,8 +77,6 @@ def main(world_set, name_a, name_b, seed, data_seed, workdir, cache, out):
     if out is None:
         path = write_results(f"task2_paired_{world_set.stem}_{name_a}_vs_{name_b}", doc)
     else:
-        from core.io import write_json_atomic
-
         write_json_atomic(out, doc)
         path = out
     click.echo(f"wrote {path}")

@@ -390,10 +390,11 @@ class SASRecDCN(nn.Module):
         """Mark the item ids in `ids` (tensors of any shape, int32 or int64) as seen in training; padding 0
         counts as known. Indexing widens int32 indices to an int64 copy, so each tensor goes in slices of
         KNOWN_CHUNK ids: at full size (3.6 M x 64 histories) the peak grows by 58 MiB instead of 1.76 GiB
-        (measured on the CPU, bench/results/known_items_full_cpu_2026-12-03.json). It also counts the history
-        items (the 2-D tensors' real ids) for `taste_prior_std`'s scale."""
-        # the taste loss is per history item: its prior is divided by the training split's history items
-        self.taste_tokens = float(sum(int((t > 0).sum()) for t in ids if t.dim() == 2)) or 1.0
+        (measured on the CPU, bench/results/known_items_full_cpu_2026-12-03.json). With `taste_prior_std` it
+        also counts the history items (the 2-D tensors' real ids), in the same slices."""
+        if self.cfg.taste_prior_std > 0:  # the taste loss is per history item, so its prior is divided by them
+            self.taste_tokens = float(sum(int((part > 0).sum()) for t in ids if t.dim() == 2
+                                          for part in t.reshape(-1).split(KNOWN_CHUNK))) or 1.0
         if not self.cfg.cold_start:
             return
         known = torch.zeros_like(self.id_known)
