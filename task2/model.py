@@ -103,8 +103,10 @@ class SASRecDCNConfig:
     #                        351,000 free logits, beside 472,000 items in the users' histories (tuning-large-01);
     #                        off: std 0.3 gained 0.0022 valid AUC there and cost tuning-corner-01 0.0067
     #                        (docs/results.md, "Round 12")
-    taste_pmi: bool = False  # the score is log P(target | history) - log P(target): what the history adds to
-    #                        the target's own frequency in the histories (the per-item bias has that already)
+    taste_pmi: bool = True  # the score is log P(target | history) - log P(target): what the history adds to
+    #                        the target's own frequency in the histories (the per-item bias has that already);
+    #                        False: log P(target | history) itself, round 2's default, which lost heldout3-08
+    #                        to the plain baseline (docs/results.md, "Round 12")
     taste_clicks: bool = False  # the mixture's likelihood also counts each training row's click as one more
     #                        draw of its user's taste (log P(history, click) rather than log P(history)); off:
     #                        with weight decay 1 it won the sampled tuning worlds and lost the named worlds

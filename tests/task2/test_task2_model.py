@@ -142,7 +142,7 @@ def test_next_item_loss():
 
 
 def test_taste_mixture_scores_the_target_by_the_bayes_posterior_predictive():
-    model = _sasrec(taste_components=3)
+    model = _sasrec(taste_components=3, taste_pmi=False)  # round 2's score; the pmi form has its own test
     model.set_known_items(torch.arange(0, 30))  # items 1..29 known, 30.. never seen in training
     seq, item, likes, views = _batch()
     seq[0] = 0  # no history
@@ -195,7 +195,8 @@ def test_taste_prior_adds_the_gaussian_log_prior_of_the_own_logits_per_training_
 
 
 def test_taste_pmi_scores_what_the_history_adds_to_the_targets_own_frequency():
-    model = _sasrec(taste_components=3, taste_pmi=True)
+    model = _sasrec(taste_components=3)  # taste_pmi is the default
+    assert model.cfg.taste_pmi
     model.set_known_items(torch.arange(0, 30))
     seq, item, _, _ = _batch()
     seq[0] = 0  # no history: nothing added
@@ -213,7 +214,7 @@ def test_taste_pmi_scores_what_the_history_adds_to_the_targets_own_frequency():
             expected = torch.log((post * log_p[item[r]].exp()).sum()) - torch.log(marginal)
             torch.testing.assert_close(score[r], expected, rtol=1e-5, atol=1e-5)
     assert score[0] == 0
-    plain = _sasrec(taste_components=3)  # the same weights without the option: log P(j | h) + log 29
+    plain = _sasrec(taste_components=3, taste_pmi=False)  # the same weights, round 2's score: log P(j | h) + log 29
     plain.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert not torch.allclose(plain.taste_score(seq, real, item)[0][1:], score[1:])
