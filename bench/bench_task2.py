@@ -285,8 +285,9 @@ def merge(out: Path, files: tuple[Path, ...]) -> None:
             seen = {x["data_seed"] for x in mine["datasets"]}
             mine["datasets"] += [x for x in entry["datasets"] if x["data_seed"] not in seen]
     base.update(rows=sorted(rows.values(), key=lambda r: (r["world"], r["config"], r["data_seed"], r["seed"])),
-                worlds=worlds, commands=base["commands"] + [c for d in docs for c in d["commands"]]
-                + [" ".join(["bench/bench_task2.py", *sys.argv[1:]])])
+                worlds=worlds, commands=list(dict.fromkeys(  # once each: a file merged into itself adds none
+                    base["commands"] + [c for d in docs for c in d["commands"]]
+                    + [" ".join(["bench/bench_task2.py", *sys.argv[1:]])])))
     base["summary"] = summarise(base["rows"])
     base["set_summary"] = set_summary(base["summary"], list(base["worlds"]))
     write_json_atomic(out, base)

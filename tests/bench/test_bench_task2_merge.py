@@ -1,0 +1,46 @@
+"""bench/bench_task2.py --merge: runs made in parallel fold into one results file, each run and command once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))  # the script imports its sibling _common
+_spec = importlib.util.spec_from_file_location("bench_task2_module", BENCH / "bench_task2.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+RESULTS = BENCH / "results" / "task2_heldout3_2026-12-06.json"  # a committed file: 8 worlds, 4 configs
+
+
+def _part(doc: dict, keep, command: str) -> dict:
+    rows = [r for r in doc["rows"] if keep(r)]
+    worlds = {w: doc["worlds"][w] for w in {r["world"] for r in rows}}
+    return dict(doc, rows=rows, worlds=worlds, commands=[command])
+
+
+def test_merge_keeps_every_run_once_and_a_self_merge_adds_no_command(tmp_path, monkeypatch):
+    doc = json.loads(RESULTS.read_text())
+    a = _part(doc, lambda r: r["config"] == "default", "A")
+    b = _part(doc, lambda r: r["config"] != "default", "B")
+    b["rows"].append(dict(a["rows"][0], test_auc=0.5))  # the same run in two parts: the last file given wins
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for p, d in zip(paths, (a, b)):
+        p.write_text(json.dumps(d))
+    out = tmp_path / "all.json"
+    monkeypatch.setattr(sys, "argv", ["bench_task2.py", "--merge"])
+    bench.merge(out, tuple(paths))
+    merged = json.loads(out.read_text())
+    assert sorted(map(bench.row_key, merged["rows"])) == sorted(map(bench.row_key, doc["rows"]))
+    assert set(merged["worlds"]) == set(doc["worlds"])
+    first = {bench.row_key(r): r for r in merged["rows"]}[bench.row_key(a["rows"][0])]
+    assert first["test_auc"] == 0.5 != a["rows"][0]["test_auc"]
+    assert merged["set_summary"]["default"]["worlds"] == doc["set_summary"]["default"]["worlds"]
+    commands = merged["commands"]
+    bench.merge(out, (out,))  # the round files were grown this way: merged into themselves
+    again = json.loads(out.read_text())
+    assert again["commands"] == commands and len(set(commands)) == len(commands)
+    assert again["rows"] == merged["rows"]
