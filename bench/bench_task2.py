@@ -193,11 +193,17 @@ def summarise(rows: list[dict]) -> dict:
     return summary
 
 
-def set_summary(summary: dict, worlds: list[str], default: str = "SASRecDCN", plain: str = "MeanPoolMLP") -> dict:
+DEFAULT_NAMES, PLAIN_NAMES = ("SASRecDCN", "default"), ("MeanPoolMLP", "plain")  # --models runs, sweep files
+
+
+def set_summary(summary: dict, worlds: list[str]) -> dict:
     """Over a set of worlds: each config's mean and worst test AUC share of the oracle, and the default's
-    record against the plain baseline (a win, a tie within the larger seed spread, or a loss)."""
+    record against the plain baseline (a win, a tie within the larger seed spread, or a loss), under the
+    names `--models` gives them or the ones the sweep files use."""
     out: dict = {}
     names = {n for w in worlds for n in summary.get(w, {})}
+    default = next((n for n in DEFAULT_NAMES if n in names), DEFAULT_NAMES[0])
+    plain = next((n for n in PLAIN_NAMES if n in names), PLAIN_NAMES[0])
     for name in sorted(names):
         shares = [summary[w][name]["test_share_of_oracle"] for w in worlds if name in summary.get(w, {})]
         calibrated = [summary[w][name].get("valid_loss_below_base_rate") for w in worlds if name in summary.get(w, {})]

@@ -39,6 +39,9 @@ def test_merge_keeps_every_run_once_and_a_self_merge_adds_no_command(tmp_path, m
     first = {bench.row_key(r): r for r in merged["rows"]}[bench.row_key(a["rows"][0])]
     assert first["test_auc"] == 0.5 != a["rows"][0]["test_auc"]
     assert merged["set_summary"]["default"]["worlds"] == doc["set_summary"]["default"]["worlds"]
+    record = merged["set_summary"]["default"]["against_plain"]  # the sweep's names for the two models
+    lost = {"heldout3-08", a["rows"][0]["world"]}  # round 3's one loss, and the run set to 0.5 above
+    assert set(record["loss"]) == lost and len(record["win"]) + len(record["tie"]) == 8 - len(lost)
     commands = merged["commands"]
     bench.merge(out, (out,))  # the round files were grown this way: merged into themselves
     again = json.loads(out.read_text())
