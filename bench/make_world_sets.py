@@ -14,6 +14,7 @@ sampler does not move a set: `harness synth --world-params` reads an entry's `pa
 - heldout2 (added with it): held-out round 2, half from the whole family, half from that corner.
 - heldout3: held-out round 3, the same rule from new seeds, written before round 3's proposal was tuned.
 - heldout4: held-out round 4, the same rule from new seeds, written before round 12 (round 4's proposal) ran.
+- heldout5: held-out round 5, the same rule from new seeds, written after round 4 reported, before more tuning.
 - tuning_large: heldout3-08, the world round 3 lost, redrawn with a validation split large enough to tune on.
 
 Each set was written once, before any run on it; re-running this script rewrites the same bytes.
@@ -79,6 +80,15 @@ SETS = {
         "first_seed": 5001, "count": 8, "where": "alternate",
         "n_train": [15_000, 24_000, 35_000, 55_000, 90_000, 160_000, 280_000, 500_000],
         "emb_scale": [0.1, 10.0, 0.01, 1.0, 30.0, 0.03, 3.0, 0.3],
+    },
+    # Held-out round 5, for the proposal chosen after round 4 (written once round 4 had reported round 12's
+    # proposal, before any further tuning: round 4's set has seen a default and joins the tuning worlds).
+    "heldout5": {
+        "purpose": "never used to choose; held-out round 5, for the proposal chosen after round 4",
+        "seeds": "from 6001: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
+        "first_seed": 6001, "count": 8, "where": "alternate",
+        "n_train": [16_000, 25_000, 40_000, 60_000, 100_000, 180_000, 300_000, 500_000],
+        "emb_scale": [3.0, 0.03, 30.0, 0.3, 0.01, 1.0, 0.1, 10.0],
     },
     # Round 12's tuning world of the kind held-out round 3 lost (written with it, before its runs): heldout3-08,
     # whose 4,600 validation rows give its valid AUC a standard error of 0.005, about twice the differences
