@@ -1,4 +1,4 @@
-"""bench/bench_task2.py --merge: runs made in parallel fold into one results file, each run and command once."""
+"""bench/bench_task2.py: merging runs made in parallel, and which tree's code a run trains."""
 
 from __future__ import annotations
 
@@ -47,3 +47,20 @@ def test_merge_keeps_every_run_once_and_a_self_merge_adds_no_command(tmp_path, m
     again = json.loads(out.read_text())
     assert again["commands"] == commands and len(set(commands)) == len(commands)
     assert again["rows"] == merged["rows"]
+
+
+def test_a_copy_of_the_tree_trains_its_own_code_not_the_installed_checkouts(tmp_path):
+    """A frozen checkout (git worktree) that shares this checkout's .venv, whose editable install points here,
+    must import its own core/ and task2/: the children bench_task2 spawns run the copy's bench_task2.py."""
+    import subprocess
+
+    (tmp_path / "bench").mkdir()
+    for name in ("bench_task2.py", "_common.py"):
+        (tmp_path / "bench" / name).write_text((BENCH / name).read_text())
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "__init__.py").write_text("")
+    probe = ("import runpy, sys; sys.path.insert(0, sys.argv[1] + '/bench'); "
+             "runpy.run_path(sys.argv[1] + '/bench/bench_task2.py', run_name='probe'); "
+             "import core; print(core.__file__)")
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(tmp_path / "core" / "__init__.py")
