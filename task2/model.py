@@ -487,9 +487,6 @@ class SASRecDCN(nn.Module):
         target = self.taste.logits(item_id, self.items.content(item_id), known[item_id.long()]) - log_norm  # (B, K)
         log_post, log_h = self.taste.posterior(hist, real)  # (B, K), (B,)
         log_pj = torch.logsumexp(log_post + target, dim=-1)  # (B,) log P(target | history)
-        if self.cfg.taste_pmi:  # minus log P(target) = log sum_k pi_k P(target | k)
-            log_pi = torch.log_softmax(self.taste.STEP * self.taste.log_prior, 0)
-            pmi = log_pj - torch.logsumexp(log_pi + target, dim=-1)  # (B,)
         if clicks is None:
             loss = -log_h.sum() / real.sum().clamp_min(1)
             if self.cfg.taste_prior_std > 0:  # minus the log prior of the own logits, per training history item
@@ -499,8 +496,12 @@ class SASRecDCN(nn.Module):
             c = clicks.float()
             loss = -(log_h.sum() + (c * log_pj).sum()) / (real.sum() + c.sum()).clamp_min(1)
         # the mixture is fitted by its likelihood alone: the CTR loss reaches taste_scale, not the mixture
-        n_known = (known.sum() - 1).clamp_min(1).float()
-        score = pmi.detach() if self.cfg.taste_pmi else log_pj.detach() + torch.log(n_known)  # (B,)
+        log_pj, target = log_pj.detach(), target.detach()
+        if self.cfg.taste_pmi:  # minus log P(target) = log sum_k pi_k P(target | k)
+            log_pi = torch.log_softmax(self.taste.STEP * self.taste.log_prior.detach(), 0)
+            score = log_pj - torch.logsumexp(log_pi + target, dim=-1)  # (B,)
+        else:  # relative to a uniform pick among the known items
+            score = log_pj + torch.log((known.sum() - 1).clamp_min(1).float())  # (B,)
         score = score * real.any(dim=1).float()
         return score, loss
 
