@@ -29,6 +29,18 @@ from pathlib import Path
 from harness.worlds import sample_world_params, world_from_params
 
 OUT = Path(__file__).resolve().parent / "worlds"
+
+
+def heldout_round(n: int, first_seed: int, n_train: list[int], emb_scale: list[float]) -> dict:
+    """Held-out round n >= 2: eight worlds from first_seed by round 2's rule (entries 02, 04, 06, 08 drawn from
+    CORNER, the others from the whole family), with their sizes and table scales fixed here."""
+    return {
+        "purpose": f"never used to choose; held-out round {n}, for the proposal chosen after round {n - 1}",
+        "seeds": f"from {first_seed}: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
+        "first_seed": first_seed, "count": 8, "where": "alternate", "n_train": n_train, "emb_scale": emb_scale,
+    }
+
+
 SETS = {
     "tuning": {
         "purpose": "choose Task 2's defaults on valid AUC here",
@@ -57,40 +69,24 @@ SETS = {
     # Held-out round 2: a new set for the proposal chosen after round 1 (round 1's set has seen one default and
     # its failure shaped the tuning set, so it is no longer blind). Half drawn from the whole family, half from
     # the corner; sizes from 15k to 500k rows and scales from 0.01 to 30 fixed here, before any run.
-    "heldout2": {
-        "purpose": "never used to choose; held-out round 2, for the proposal chosen after round 1",
-        "seeds": "from 3001: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
-        "first_seed": 3001, "count": 8, "where": "alternate",
-        "n_train": [15_000, 22_000, 32_000, 48_000, 75_000, 120_000, 220_000, 500_000],
-        "emb_scale": [0.01, 30.0, 1.0, 0.1, 10.0, 0.3, 3.0, 0.03],
-    },
+    "heldout2": heldout_round(2, 3001,
+                              [15_000, 22_000, 32_000, 48_000, 75_000, 120_000, 220_000, 500_000],
+                              [0.01, 30.0, 1.0, 0.1, 10.0, 0.3, 3.0, 0.03]),
     # Held-out round 3, for the proposal chosen after round 2 (written before that proposal's tuning round ran:
     # round 2's set has now seen a default, so it is no longer blind). The same rule as round 2 from new seeds.
-    "heldout3": {
-        "purpose": "never used to choose; held-out round 3, for the proposal chosen after round 2",
-        "seeds": "from 4001: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
-        "first_seed": 4001, "count": 8, "where": "alternate",
-        "n_train": [15_000, 20_000, 30_000, 50_000, 80_000, 150_000, 250_000, 500_000],
-        "emb_scale": [30.0, 0.01, 0.3, 3.0, 0.03, 10.0, 0.1, 1.0],
-    },
+    "heldout3": heldout_round(3, 4001,
+                              [15_000, 20_000, 30_000, 50_000, 80_000, 150_000, 250_000, 500_000],
+                              [30.0, 0.01, 0.3, 3.0, 0.03, 10.0, 0.1, 1.0]),
     # Held-out round 4, for the proposal chosen after round 3 (written before round 12's tuning ran: round 3's
     # set has seen two defaults and its one loss, heldout3-08, joins the tuning worlds). Same rule, new seeds.
-    "heldout4": {
-        "purpose": "never used to choose; held-out round 4, for the proposal chosen after round 3",
-        "seeds": "from 5001: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
-        "first_seed": 5001, "count": 8, "where": "alternate",
-        "n_train": [15_000, 24_000, 35_000, 55_000, 90_000, 160_000, 280_000, 500_000],
-        "emb_scale": [0.1, 10.0, 0.01, 1.0, 30.0, 0.03, 3.0, 0.3],
-    },
+    "heldout4": heldout_round(4, 5001,
+                              [15_000, 24_000, 35_000, 55_000, 90_000, 160_000, 280_000, 500_000],
+                              [0.1, 10.0, 0.01, 1.0, 30.0, 0.03, 3.0, 0.3]),
     # Held-out round 5, for the proposal chosen after round 4 (written once round 4 had reported round 12's
     # proposal, before any further tuning: round 4's set has seen a default and joins the tuning worlds).
-    "heldout5": {
-        "purpose": "never used to choose; held-out round 5, for the proposal chosen after round 4",
-        "seeds": "from 6001: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
-        "first_seed": 6001, "count": 8, "where": "alternate",
-        "n_train": [16_000, 25_000, 40_000, 60_000, 100_000, 180_000, 300_000, 500_000],
-        "emb_scale": [3.0, 0.03, 30.0, 0.3, 0.01, 1.0, 0.1, 10.0],
-    },
+    "heldout5": heldout_round(5, 6001,
+                              [16_000, 25_000, 40_000, 60_000, 100_000, 180_000, 300_000, 500_000],
+                              [3.0, 0.03, 30.0, 0.3, 0.01, 1.0, 0.1, 10.0]),
     # Round 12's tuning world of the kind held-out round 3 lost (written with it, before its runs): heldout3-08,
     # whose 4,600 validation rows give its valid AUC a standard error of 0.005, about twice the differences
     # tuning has to tell apart; the same world with 36,000 validation rows (6,000 more users, the data redrawn).
