@@ -5,10 +5,15 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# This tree's own core/, task1/, task2/ and harness/, not the ones an editable install points at: a bench run
+# from a frozen checkout (git worktree) sharing another checkout's .venv would otherwise measure that
+# checkout's code. Every bench script that imports this module before those packages gets it.
+sys.path.insert(0, str(RESULTS.parents[1]))
 
 
 def machine() -> dict:

@@ -44,9 +44,6 @@ import click
 from _common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-# This tree's own core/ and task2/, not the ones an editable install points at: a run from a frozen checkout
-# (git worktree) sharing another checkout's .venv would otherwise train that checkout's code.
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 MODELS = {  # the named models of a plain run: TrainConfig overrides
     "SASRecDCN": {},

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))  # the script imports its sibling _common
 _spec = importlib.util.spec_from_file_location("bench_task2_module", BENCH / "bench_task2.py")
@@ -49,9 +51,11 @@ def test_merge_keeps_every_run_once_and_a_self_merge_adds_no_command(tmp_path, m
     assert again["rows"] == merged["rows"]
 
 
-def test_a_copy_of_the_tree_trains_its_own_code_not_the_installed_checkouts(tmp_path):
+@pytest.mark.parametrize("script", ["bench_task2.py", "_common.py"])
+def test_a_copy_of_the_tree_trains_its_own_code_not_the_installed_checkouts(tmp_path, script):
     """A frozen checkout (git worktree) that shares this checkout's .venv, whose editable install points here,
-    must import its own core/ and task2/: the children bench_task2 spawns run the copy's bench_task2.py."""
+    must import its own core/ and task2/: the children bench_task2 spawns run the copy's bench_task2.py, and
+    every bench script that imports the copy's _common gets the copy's packages."""
     import subprocess
 
     (tmp_path / "bench").mkdir()
@@ -60,7 +64,8 @@ def test_a_copy_of_the_tree_trains_its_own_code_not_the_installed_checkouts(tmp_
     (tmp_path / "core").mkdir()
     (tmp_path / "core" / "__init__.py").write_text("")
     probe = ("import runpy, sys; sys.path.insert(0, sys.argv[1] + '/bench'); "
-             "runpy.run_path(sys.argv[1] + '/bench/bench_task2.py', run_name='probe'); "
+             "runpy.run_path(sys.argv[1] + '/bench/' + sys.argv[2], run_name='probe'); "
              "import core; print(core.__file__)")
-    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path), script], capture_output=True, text=True,
+                         check=True)
     assert out.stdout.strip() == str(tmp_path / "core" / "__init__.py")
