@@ -19,7 +19,9 @@ every epoch. Valid AUC is measured after every epoch and the best epoch's weight
 rule decides once per *plateau period* (`Plateau`: an epoch, or as many whole epochs as make at least
 `plateau_steps` optimizer steps, so that on small data a decision is not read off a few dozen updates):
 the lr is multiplied by `lr_decay` after a period without a new best, and training stops after
-`early_stop_patience` such periods in a row, or after `epochs`. Models that have `init_output_bias`
+`early_stop_patience` such periods in a row, or after `epochs`. With `ema_decay` > 0, valid AUC and the
+checkpoint read an exponential moving average of the weights instead (off: no gain beyond the seed spread in
+tuning round 14, docs/results.md). Models that have `init_output_bias`
 start their logit at the training split's click rate. run.json records the best epoch's valid BCE
 beside the base rate's, and the valid AUC's standard error (Hanley-McNeil) beside the AUC. Gradients are clipped to `grad_clip`. On CUDA, autocast
 in bf16 where the GPU has it natively (compute capability 8.0 or more), else fp16 with a GradScaler
@@ -51,6 +53,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from core.challenge import DIN_BASELINE_TRAIN  # Track 1's fixed training (FuxiCTR's), declared once
 from core.config import from_dict, read_json_object
@@ -89,6 +92,8 @@ class TrainConfig:
     plateau_steps: int = 300  # a plateau period is an epoch, or as many epochs as make at least this many
     #                         optimizer steps: on small data a decision (decay, stop) reads enough training
     grad_clip: float = 1.0
+    ema_decay: float = 0.0  # > 0: valid AUC and the checkpoint read an exponential moving average of the weights,
+    #                       updated after every optimizer step with this decay (torch.optim.swa_utils); 0 = off
     length_aware: bool = True  # sort by history length within buckets and trim padding per batch
     bucket_batches: int = 64
     seed: int = 0
@@ -108,6 +113,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.learning_rate <= 0 or self.min_learning_rate < 0 or self.weight_decay < 0 or self.grad_clip <= 0:
             raise ValueError("learning_rate and grad_clip must be > 0; min_learning_rate, weight_decay >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in [0, 1)")
         if not (0 < self.lr_decay <= 1 and 0 < self.lr_epoch_decay <= 1):
             raise ValueError("lr_decay and lr_epoch_decay must be in (0, 1]")
         if self.fit_to_data and self.model_class != "DIN":
@@ -391,9 +398,10 @@ def build(cfg: TrainConfig, data: RunData, proc: Processes) -> tuple[torch.nn.Mo
 
 def train_epoch(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler, generator: torch.Generator, split: Split, cfg: TrainConfig,
-                proc: Processes, desc: str, progress: bool | None) -> tuple[float, float, int, int, int, float]:
+                proc: Processes, desc: str, progress: bool | None,
+                ema: AveragedModel | None = None) -> tuple[float, float, int, int, int, float]:
     """One pass over the training split -> (mean BCE, mean auxiliary loss, rows, steps, steps fp16 skipped,
-    seconds), summed over the processes."""
+    seconds), summed over the processes. `ema`, when given, is updated after every step."""
     from tqdm import tqdm
 
     model.train()
@@ -409,6 +417,8 @@ def train_epoch(model: torch.nn.Module, raw_model: torch.nn.Module, optimizer: t
                                  bucket_batches=cfg.bucket_batches, rank=proc.rank, world_size=proc.world):
         bce, aux, was_skipped = train_step(model, raw_model, optimizer, batch, cfg.grad_clip, world=proc.world,
                                            scaler=scaler, amp_dtype=proc.amp_dtype)
+        if ema is not None:
+            ema.update_parameters(raw_model)
         skipped += int(was_skipped)
         loss_sum += bce.double()
         aux_sum += aux.double() * len(batch["rows"])
@@ -470,6 +480,11 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
 
     model, raw_model, args, base_rate = build(cfg, data, proc)
     optimizer = make_optimizer(raw_model, cfg)
+    # the averaged weights are what valid AUC reads and the checkpoint keeps; buffers (frozen tables, masks)
+    # are copied, not averaged: nothing in training changes them
+    ema = (AveragedModel(raw_model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
+           if cfg.ema_decay > 0 else None)
+    scored = raw_model if ema is None else ema.module
     scaler = torch.amp.GradScaler("cuda", enabled=proc.amp_dtype == torch.float16)
     generator = torch_generator(cfg.seed)
     full_config = {
@@ -496,7 +511,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         for group in optimizer.param_groups:
             group["lr"] = lr
         train_loss, aux_loss, seen, steps, skipped, epoch_s = train_epoch(
-            model, raw_model, optimizer, scaler, generator, data.train, cfg, proc, f"epoch {epoch}", progress)
+            model, raw_model, optimizer, scaler, generator, data.train, cfg, proc, f"epoch {epoch}", progress, ema)
         if not math.isfinite(train_loss):
             raise UserError(f"epoch {epoch}: the training loss is not finite ({train_loss}): the weights diverged"
                             + _what_to_try(proc))
@@ -504,13 +519,13 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
         period.steps += steps
         train_seconds += epoch_s
         samples_total += seen
-        valid_loss, valid_auc, eval_s = evaluate(raw_model, data.valid, cfg, proc, epoch)
+        valid_loss, valid_auc, eval_s = evaluate(scored, data.valid, cfg, proc, epoch)
 
         improved = valid_auc > best_auc
         if improved:
             best_auc, best_epoch = valid_auc, epoch
             if proc.is_main:
-                _save_checkpoint(out_dir / "model.safetensors", raw_model)
+                _save_checkpoint(out_dir / "model.safetensors", scored)
         decided = period.close_epoch(improved)  # None inside a period; else whether it held a new best
         if decided is not None:
             since_best = 0 if decided else since_best + 1

@@ -153,6 +153,41 @@ def test_weight_decay_reaches_adamw_on_matrices_and_embeddings_only(tmp_path):
             load_train_config(path)
 
 
+def test_ema_checkpoint_is_the_average_of_the_steps_and_what_valid_auc_read(monkeypatch, mini_data, tmp_path):
+    """ema_decay d: after every step the kept weights move to d * kept + (1 - d) * current (the first step
+    copies them); valid AUC and the checkpoint read those, not the last step's weights."""
+    from safetensors.torch import load_file
+    import task2.train as train_mod
+
+    snapshots: list[dict] = []
+    step = train_mod.train_step
+
+    def recording_step(model, raw_model, *args, **kwargs):
+        out = step(model, raw_model, *args, **kwargs)
+        snapshots.append({k: p.detach().clone() for k, p in raw_model.named_parameters()})
+        return out
+
+    monkeypatch.setattr(train_mod, "train_step", recording_step)
+    d = 0.8
+    run = train(mini_data, tmp_path / "ema", load_train_config(None, **dict(FAST_TRAIN, epochs=1, ema_decay=d)), **QUIET)
+    expected = dict(snapshots[0])
+    for snap in snapshots[1:]:
+        expected = {k: d * expected[k] + (1 - d) * v for k, v in snap.items()}
+    state = load_file(str(tmp_path / "ema" / "model.safetensors"))
+    assert len(snapshots) > 5
+    for k, v in expected.items():
+        torch.testing.assert_close(state[k], v, rtol=0, atol=1e-6, msg=k)
+    assert any(not torch.equal(state[k], snapshots[-1][k]) for k in expected)  # not the last step's weights
+    model = load_run(tmp_path / "ema")
+    valid = read_split(split_path(mini_data, "valid"), n_items=model.cfg.n_items)
+    assert auc(valid.label.numpy(), score_split(model, valid).numpy()) == pytest.approx(run["best_valid_auc"], abs=1e-12)
+    path = tmp_path / "bad.json"
+    for bad in (-0.1, 1.0):
+        path.write_text(json.dumps({"ema_decay": bad}))
+        with pytest.raises(UserError, match="ema_decay"):
+            load_train_config(path)
+
+
 def test_din_trains_and_predicts_track1(mini_data, tmp_path):
     cfg = load_train_config(None, model_class="DIN", epochs=1, batch_size=512,
                             model={"embedding_dim": 8, "attention_units": [32, 16], "dnn_units": [64, 32],
