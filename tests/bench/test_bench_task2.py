@@ -48,7 +48,11 @@ def test_merge_keeps_every_run_once_and_a_self_merge_adds_no_command(tmp_path, m
     bench.merge(out, (out,))  # the round files were grown this way: merged into themselves
     again = json.loads(out.read_text())
     assert again["commands"] == commands and len(set(commands)) == len(commands)
-    assert again["rows"] == merged["rows"]
+    assert again["rows"] == merged["rows"] and again["scale"] == doc["scale"] == "set heldout3"
+    other = tmp_path / "other.json"  # a part from another world set: the label names both sets
+    other.write_text(json.dumps(dict(a, scale="set tuning_history", commands=["C"])))
+    bench.merge(out, (other,))
+    assert json.loads(out.read_text())["scale"] == "set heldout3 + set tuning_history"
 
 
 @pytest.mark.parametrize("script", ["bench_task2.py", "_common.py"])
