@@ -17,6 +17,7 @@ sampler does not move a set: `harness synth --world-params` reads an entry's `pa
 - heldout5: held-out round 5, the same rule from new seeds, written after round 4 reported, before more tuning.
 - tuning_large: heldout3-08, the world round 3 lost, redrawn with a validation split large enough to tune on.
 - tuning_history: heldout4-03, a history world round 4 fell short in, redrawn with four times the training rows.
+- tuning_segment: heldout4-04, a hidden-segment world round 4 fell short in, redrawn with four times the training rows.
 
 Each set was written once, before any run on it; re-running this script rewrites the same bytes.
 """
@@ -102,6 +103,14 @@ SETS = {
         "purpose": "choose Task 2's defaults on valid AUC here: heldout4-03 with four times the training rows",
         "from": ["heldout4", 2],
         "synth": {"n_train": 140_000, "n_users": 31_785},
+    },
+    # In round 14 (a diagnostic, like round 13): heldout4-04, a hidden-segment world where the default and a
+    # correctly specified mixture fitted by EM both stop at 0.97 x the oracle, redrawn with four times the
+    # training rows (pairs of rows: 82,500 more users), to tell a data limit from a model limit there too.
+    "tuning_segment": {
+        "purpose": "choose Task 2's defaults on valid AUC here: heldout4-04 with four times the training rows",
+        "from": ["heldout4", 3],
+        "synth": {"n_train": 220_000, "n_users": 118_840},
     },
 }
 
