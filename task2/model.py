@@ -91,6 +91,8 @@ class SASRecDCNConfig:
     item_bias: bool = True  # a learned scalar per item added to the logit (unknown items share one)
     bilinear_dim: int = 64  # > 0: add <u, t> to the logit, u a position-weighted mean of the history's content
     #                        rows and t the target's, each projected to this width (ids left out); 0 = off
+    bilinear_ids: bool = False  # the match <u, t> also reads the id vectors (history and target); off: the same
+    #                        valid AUC as content only in the history worlds it was meant for (round 15)
     item_emb_norm: str = "global"  # how item_emb_d128 is read (layers.ItemEncoder): "global" centres it and
     #                        scales it to rows of RMS norm 1, so its units do not matter; "per_dim"; "none"
     taste_components: int = 32  # K > 0: a mixture of K item distributions (`TasteMixture`) fitted to the
@@ -350,8 +352,9 @@ class SASRecDCN(nn.Module):
             self.unknown_bias = nn.Parameter(torch.zeros(1))
         if cfg.bilinear_dim:
             # not "user": T2-FEATURES refuses tensors named like a user embedding (the rules ban user ids)
-            self.bil_history = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
-            self.bil_item = nn.Linear(cfg.item_emb_dim, cfg.bilinear_dim)
+            bil_in = cfg.item_dim if cfg.bilinear_ids else cfg.item_emb_dim
+            self.bil_history = nn.Linear(bil_in, cfg.bilinear_dim)
+            self.bil_item = nn.Linear(bil_in, cfg.bilinear_dim)
             self.bil_age = nn.Parameter(torch.zeros(cfg.max_len))  # weight logit of the item `age` steps back
         if cfg.taste_components:
             self.taste = TasteMixture(cfg.n_items, cfg.taste_components, cfg.item_emb_dim)
@@ -432,7 +435,8 @@ class SASRecDCN(nn.Module):
         real = seq > 0  # (B, L) True = real item
         p = cfg.history_id_dropout  # 1: history items are content only, in training and prediction alike
         hist_unknown = self.unknown_mask(seq, p if self.training or p >= 1.0 else 0.0)  # (B, L)
-        items = self.project(self.encode_items(seq, hist_unknown))  # (B, L, D)
+        hist_vec = self.encode_items(seq, hist_unknown)  # (B, L, item_dim)
+        items = self.project(hist_vec)  # (B, L, D)
         states = self.sequence.encode(items, real)  # (B, L, D)
         user = self.sequence.pool(states, real)  # (B, D)
         unknown = self.unknown_mask(item_id, cfg.id_dropout if self.training else 0.0)  # (B,)
@@ -452,7 +456,10 @@ class SASRecDCN(nn.Module):
             parts += [u * t for u in users]  # k x (B, D)
         match = None
         if cfg.bilinear_dim:  # the content match's user side also reaches the head (a per-user term)
-            u_content, match = self.content_match(seq, real, item_id)  # (B, k), (B,)
+            if cfg.bilinear_ids:
+                u_content, match = self.content_match(seq, real, item_id, hist_vec, target)  # (B, k), (B,)
+            else:
+                u_content, match = self.content_match(seq, real, item_id)  # (B, k), (B,)
             parts.append(u_content)
         x0 = torch.cat(parts, dim=-1)  # (B, head_dim)
         h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, head_dim + mlp_dims[-1])
@@ -505,8 +512,9 @@ class SASRecDCN(nn.Module):
         score = score * real.any(dim=1).float()
         return score, loss
 
-    def content_match(self, seq: torch.Tensor, real: torch.Tensor,
-                      item_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def content_match(self, seq: torch.Tensor, real: torch.Tensor, item_id: torch.Tensor,
+                      hist_vec: torch.Tensor | None = None,
+                      target_vec: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """<u, t>: u = sum_k a_k W_u c_k over the history's content rows c_k, a = softmax over the real
         slots of a learned weight per age (0 = most recent), t = W_t c_target. Content only: ids would
         let it memorise pairs instead of learning which content goes with which. -> u (B, k), <u, t> (B,)"""
@@ -514,8 +522,9 @@ class SASRecDCN(nn.Module):
         age = self.bil_age[:l].flip(0)  # (L,) slot j holds the item l - 1 - j steps back
         a = torch.softmax(age.expand(seq.shape[0], l).masked_fill(~real, -1e9), dim=-1)  # (B, L)
         a = a * real.any(dim=1, keepdim=True).to(a.dtype)  # rows without history: no content match
-        u = (a[..., None] * self.bil_history(self.items.content(seq))).sum(1)  # (B, k)
-        t = self.bil_item(self.items.content(item_id))  # (B, k)
+        hist = self.items.content(seq) if hist_vec is None else hist_vec  # (B, L, E) or (B, L, item_dim)
+        u = (a[..., None] * self.bil_history(hist)).sum(1)  # (B, k)
+        t = self.bil_item(self.items.content(item_id) if target_vec is None else target_vec)  # (B, k)
         return u, (u * t).sum(-1)  # (B, k), (B,)
 
     def next_item_loss(self, states: torch.Tensor, items: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:

@@ -511,3 +511,23 @@ def test_history_id_dropout_one_reads_history_items_by_content_only():
         assert torch.equal(model(*args), before) == same, p
         mask = model.unknown_mask(seq, p)
         assert torch.equal(mask, seq > 0) if same else not mask.any()
+
+
+def test_bilinear_ids_lets_the_match_read_the_id_vectors_only_when_asked():
+    seq, item, _, _ = _batch()
+    real = seq > 0
+    for with_ids in (False, True):
+        m = _sasrec(bilinear_ids=with_ids, taste_components=0)
+        width = m.cfg.item_dim if with_ids else m.cfg.item_emb_dim
+        assert m.bil_history.in_features == m.bil_item.in_features == width
+
+        def match():
+            if not with_ids:
+                return m.content_match(seq, real, item)[1]
+            return m.content_match(seq, real, item, m.encode_items(seq), m.encode_items(item))[1]
+
+        before = match()
+        with torch.no_grad():
+            m.items.id_emb.weight[item[0]] += 1.0  # the first row's target: its id vector, not its content
+        after = match()
+        assert (after[0] != before[0]) == with_ids
