@@ -295,7 +295,8 @@ def merge(out: Path, files: tuple[Path, ...]) -> None:
                     base["commands"] + [c for d in docs for c in d["commands"]]
                     + [" ".join(["bench/bench_task2.py", *sys.argv[1:]])])))
     # parts from different world sets (or scales): the label names them all rather than the first file's alone
-    base["scale"] = " + ".join(dict.fromkeys(str(d["scale"]) for d in [base, *docs] if d.get("scale"))) or None
+    labels = (part for d in [base, *docs] if d.get("scale") for part in str(d["scale"]).split(" + "))
+    base["scale"] = " + ".join(dict.fromkeys(labels)) or None
     base["summary"] = summarise(base["rows"])
     base["set_summary"] = set_summary(base["summary"], list(base["worlds"]))
     write_json_atomic(out, base)

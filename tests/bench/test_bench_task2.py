@@ -53,6 +53,8 @@ def test_merge_keeps_every_run_once_and_a_self_merge_adds_no_command(tmp_path, m
     other.write_text(json.dumps(dict(a, scale="set tuning_history", commands=["C"])))
     bench.merge(out, (other,))
     assert json.loads(out.read_text())["scale"] == "set heldout3 + set tuning_history"
+    bench.merge(out, (other,))  # a set already named is not named again
+    assert json.loads(out.read_text())["scale"] == "set heldout3 + set tuning_history"
 
 
 @pytest.mark.parametrize("script", ["bench_task2.py", "_common.py"])
