@@ -17,6 +17,7 @@ sampler does not move a set: `harness synth --world-params` reads an entry's `pa
 - heldout5: held-out round 5, the same rule from new seeds, written after round 4 reported, before more tuning.
 - tuning_large: heldout3-08, the world round 3 lost, redrawn with a validation split large enough to tune on.
 - tuning_history: heldout4-03, a history world round 4 fell short in, redrawn with four times the training rows.
+- tuning_history_small: heldout4-01, the other history world round 4 fell short in, with four times the rows.
 - probe_outside: six draws with one factor each set outside the sampled ranges (many negatives, one-item or
   full-length histories, a catalogue larger than the rows, steep popularity, 5,000 rows): a robustness probe of
   the default against the plain baseline, never used to choose.
@@ -115,6 +116,14 @@ SETS = {
         "purpose": "choose Task 2's defaults on valid AUC here: heldout4-04 with four times the training rows",
         "from": ["heldout4", 3],
         "synth": {"n_train": 220_000, "n_users": 118_840},
+    },
+    # After round 14 (written before its runs): heldout4-01, round 4's other history world short of the floor (15,000
+    # rows, 342 items, 0.980 x the oracle), redrawn with four times the training rows (three rows per user: 15,000
+    # more users), so that each kind of world round 4 missed in has been redrawn, not only one draw of it.
+    "tuning_history_small": {
+        "purpose": "choose Task 2's defaults on valid AUC here: heldout4-01 with four times the training rows",
+        "from": ["heldout4", 0],
+        "synth": {"n_train": 60_000, "n_users": 24_792},
     },
     # Round 15's probe (written before its runs): the hidden datasets are of "sizes and shapes this issue does not
     # describe", so each of these draws (seeds from 7001) has one factor set outside the family's ranges. It asks
