@@ -90,7 +90,8 @@ class SASRecDCNConfig:
     product: bool = True  # each user readout * the projected target as head inputs
     item_bias: bool = True  # a learned scalar per item added to the logit (unknown items share one)
     bilinear_dim: int = 64  # > 0: add <u, t> to the logit, u a position-weighted mean of the history's content
-    #                        rows and t the target's, each projected to this width (ids left out); 0 = off
+    #                        rows and t the target's, each projected to this width (ids left out unless
+    #                        bilinear_ids); 0 = off
     bilinear_ids: bool = False  # the match <u, t> also reads the id vectors (history and target); off: the same
     #                        valid AUC as content only in the history worlds it was meant for (round 15)
     item_emb_norm: str = "global"  # how item_emb_d128 is read (layers.ItemEncoder): "global" centres it and
@@ -456,10 +457,8 @@ class SASRecDCN(nn.Module):
             parts += [u * t for u in users]  # k x (B, D)
         match = None
         if cfg.bilinear_dim:  # the content match's user side also reaches the head (a per-user term)
-            if cfg.bilinear_ids:
-                u_content, match = self.content_match(seq, real, item_id, hist_vec, target)  # (B, k), (B,)
-            else:
-                u_content, match = self.content_match(seq, real, item_id)  # (B, k), (B,)
+            ids = (hist_vec, target) if cfg.bilinear_ids else (None, None)
+            u_content, match = self.content_match(seq, real, item_id, *ids)  # (B, k), (B,)
             parts.append(u_content)
         x0 = torch.cat(parts, dim=-1)  # (B, head_dim)
         h = torch.cat([self.cross(x0), self.mlp(x0)], dim=-1)  # (B, head_dim + mlp_dims[-1])
@@ -516,8 +515,10 @@ class SASRecDCN(nn.Module):
                       hist_vec: torch.Tensor | None = None,
                       target_vec: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """<u, t>: u = sum_k a_k W_u c_k over the history's content rows c_k, a = softmax over the real
-        slots of a learned weight per age (0 = most recent), t = W_t c_target. Content only: ids would
-        let it memorise pairs instead of learning which content goes with which. -> u (B, k), <u, t> (B,)"""
+        slots of a learned weight per age (0 = most recent), t = W_t c_target. Content only by default: ids
+        would let it memorise pairs instead of learning which content goes with which. With `bilinear_ids`
+        the caller passes the full item vectors [id, content] of the history (hist_vec, (B, L, item_dim)) and
+        the target (target_vec, (B, item_dim)) to read instead. -> u (B, k), <u, t> (B,)"""
         l = seq.shape[1]
         age = self.bil_age[:l].flip(0)  # (L,) slot j holds the item l - 1 - j steps back
         a = torch.softmax(age.expand(seq.shape[0], l).masked_fill(~real, -1e9), dim=-1)  # (B, L)
