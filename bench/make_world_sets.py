@@ -139,7 +139,7 @@ SETS = {
              "world": {"target": "history", "history_beta": 3.0, "recency": 1.0, "idiosyncrasy": 0.0}},
             {"synth": {"hist_min": 40, "hist_mu": 3.0, "hist_sigma": 0.3, "n_segments": 32},  # full 64-long histories
              "world": {"target": "segment", "idiosyncrasy": 0.6, "history_beta": 0.0, "recency": 1.0}},
-            {"synth": {"n_items": 25_000, "cold_share": 0.3}},  # more items than click rows, 30 % cold
+            {"synth": {"n_items": 25_000, "cold_share": 0.3}},  # more items than clicks (5,000: six rows per user), 30 % cold
             {"synth": {"zipf": 2.0}, "world": {"gamma": 2.5}},  # popularity far steeper
             {"synth": {"n_items": 300}},  # 5,000 training rows (the family: 15,000 or more)
         ],
