@@ -29,10 +29,9 @@ Each set was written once, before any run on it; re-running this script rewrites
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-from harness.worlds import sample_world_params, world_from_params
+from harness.worlds import sample_world_params, users_needed, world_from_params
 
 OUT = Path(__file__).resolve().parent / "worlds"
 
@@ -44,6 +43,16 @@ def heldout_round(n: int, first_seed: int, n_train: list[int], emb_scale: list[f
         "purpose": f"never used to choose; held-out round {n}, for the proposal chosen after round {n - 1}",
         "seeds": f"from {first_seed}: entries 02, 04, 06, 08 the next seed in CORNER, the others the next seed",
         "first_seed": first_seed, "count": 8, "where": "alternate", "n_train": n_train, "emb_scale": emb_scale,
+    }
+
+
+def fourfold(source: str, index: int) -> dict:
+    """Entry `index` of set `source` with four times the training rows and the users they need, every other
+    factor unchanged (`more_rows`): a data limit told from a model limit."""
+    return {
+        "purpose": f"choose Task 2's defaults on valid AUC here: {source}-{index + 1:02d} with four times the "
+                   "training rows",
+        "from": [source, index], "rows_times": 4,
     }
 
 
@@ -104,27 +113,15 @@ SETS = {
     # After held-out round 4 (written with its report): heldout4-03, a history world the default and the plain
     # baseline both leave at 0.96 x the oracle, redrawn with four times the training rows (and the users they
     # need), to tell a data limit from a model limit in a world whose oracle edge is attainable in principle.
-    "tuning_history": {
-        "purpose": "choose Task 2's defaults on valid AUC here: heldout4-03 with four times the training rows",
-        "from": ["heldout4", 2],
-        "synth": {"n_train": 140_000, "n_users": 31_785},
-    },
+    "tuning_history": fourfold("heldout4", 2),
     # In round 14 (a diagnostic, like round 13): heldout4-04, a hidden-segment world where the default and a
     # correctly specified mixture fitted by EM both stop at 0.97 x the oracle, redrawn with four times the
     # training rows (pairs of rows: 82,500 more users), to tell a data limit from a model limit there too.
-    "tuning_segment": {
-        "purpose": "choose Task 2's defaults on valid AUC here: heldout4-04 with four times the training rows",
-        "from": ["heldout4", 3],
-        "synth": {"n_train": 220_000, "n_users": 118_840},
-    },
+    "tuning_segment": fourfold("heldout4", 3),
     # After round 14 (written before its runs): heldout4-01, round 4's other history world short of the floor (15,000
     # rows, 342 items, 0.980 x the oracle), redrawn with four times the training rows (three rows per user: 15,000
     # more users), so that each kind of world round 4 missed in has been redrawn, not only one draw of it.
-    "tuning_history_small": {
-        "purpose": "choose Task 2's defaults on valid AUC here: heldout4-01 with four times the training rows",
-        "from": ["heldout4", 0],
-        "synth": {"n_train": 60_000, "n_users": 24_792},
-    },
+    "tuning_history_small": fourfold("heldout4", 0),
     # Round 15's probe (written before its runs): the hidden datasets are of "sizes and shapes this issue does not
     # describe", so each of these draws (seeds from 7001) has one factor set outside the family's ranges. It asks
     # only whether the default still holds against the plain baseline there; nothing is chosen on it.
@@ -168,12 +165,20 @@ def pick_seeds(spec: dict) -> list[int]:
     return seeds
 
 
+def more_rows(synth: dict, times: int) -> dict:
+    """The synth factors that give `times` the training rows: the rows, and a user more per extra group of
+    negatives + 1 rows (a user gives one group to one split)."""
+    extra_users = (times - 1) * users_needed(synth["negatives"], synth["n_train"])
+    return {"n_train": times * synth["n_train"], "n_users": synth["n_users"] + extra_users}
+
+
 def build(name: str, spec: dict) -> dict:
     if "from" in spec:  # one world of another set, with some of its factors changed
         source, index = spec["from"]
         params = json.loads(json.dumps(build(source, SETS[source])["worlds"][index]["params"]))
-        params["synth"].update(spec["synth"])
-        params["world"]["summary"] += f", from {source} entry {index + 1} with {spec['synth']}"
+        changed = spec.get("synth") or more_rows(params["synth"], spec["rows_times"])
+        params["synth"].update(changed)
+        params["world"]["summary"] += f", from {source} entry {index + 1} with {changed}"
         params["world"]["name"] = f"{name.replace('_', '-')}-01"
         world_from_params(params)
         return {"set": name, "purpose": spec["purpose"], "how": "bench/make_world_sets.py",
@@ -186,8 +191,8 @@ def build(name: str, spec: dict) -> dict:
         if "outside" in spec:  # factors set outside the drawn ranges; users enough for the rows (+5 %)
             params["synth"].update(spec["outside"][i].get("synth", {}))
             params["world"].update(spec["outside"][i].get("world", {}))
-            s, g = params["synth"], params["synth"]["negatives"] + 1
-            need = sum(math.ceil(s[k] / g) for k in ("n_train", "n_valid", "n_test"))
+            s = params["synth"]
+            need = users_needed(s["negatives"], s["n_train"], s["n_valid"], s["n_test"])
             s["n_users"] = max(s["n_users"], int(need * 1.05) + 1)
             params["world"]["summary"] += f", with {spec['outside'][i]}"
         params["world"]["name"] = f"{name.replace('_', '-')}-{i + 1:02d}"

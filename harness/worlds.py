@@ -173,8 +173,7 @@ def sample_world_params(world_seed: int, n_train: int | None = None) -> dict:
     n_items = int(min(91_717, max(200, n_train / _log_uniform(r, 8, 100))))
     n_valid = int(round(_log_uniform(r, 2_000, 10_000), -2))
     n_test = int(round(_log_uniform(r, 2_000, 20_000), -2))
-    g = negatives + 1
-    users = sum(math.ceil(n / g) for n in (n_train, n_valid, n_test))
+    users = users_needed(negatives, n_train, n_valid, n_test)
     n_categories, n_colours, n_topics = (int(x) for x in r.integers(3, 9, 3))
     n_tags = int(max(1 + n_categories + n_topics + 20, _log_uniform(r, 60, 12_000)))
     target = str(r.choice(["segment", "history"]))
@@ -200,6 +199,12 @@ def sample_world_params(world_seed: int, n_train: int | None = None) -> dict:
         "idiosyncrasy": round(r.uniform(0.0, 1.0), 3) if target == "segment" else 0.0,
     }
     return {"synth": synth, "world": world}
+
+
+def users_needed(negatives: int, *row_counts: int) -> int:
+    """Users that row counts take: each user gives one group of negatives + 1 rows to one split (a last
+    partial group still takes a user)."""
+    return sum(math.ceil(n / (negatives + 1)) for n in row_counts)
 
 
 def world_from_params(params: dict, base: tuple[SynthConfig, WorldConfig] | None = None) -> tuple[SynthConfig, WorldConfig]:
@@ -234,7 +239,7 @@ def world_from_params(params: dict, base: tuple[SynthConfig, WorldConfig] | None
         problems.append("emb_scale and emb_noise must be > 0")
     if wcfg.target not in ("segment", "history"):
         problems.append(f"world.target must be 'segment' or 'history', got {wcfg.target!r}")
-    if sum(math.ceil(n / cfg.group_size) for n in (cfg.n_train, cfg.n_valid, cfg.n_test)) > cfg.n_users:
+    if users_needed(cfg.negatives, cfg.n_train, cfg.n_valid, cfg.n_test) > cfg.n_users:
         problems.append("n_users is too small for the row counts (each user gives negatives + 1 rows to one split)")
     if problems:
         raise ValueError("; ".join(problems))
